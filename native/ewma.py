@@ -1,0 +1,57 @@
+"""Exponentially weighted moments, updated one observation at a time.
+
+`ewm_update` is the incremental form of Finch (2009), "Incremental calculation of weighted mean and
+variance", sec. 9: with delta = x - mean, mean += alpha * delta and
+var = (1 - alpha) * (var + alpha * delta**2). It needs no window, so state is two numbers per series,
+and it weights the current observation in the same step (no lag), as DESIGN.md asks.
+
+An EWMA started from zero is biased towards zero for its first ~1/alpha updates; `ewm_debias`
+divides by the weight actually accumulated, 1 - (1 - alpha)**n (the correction Adam uses for its
+moment estimates), so early intervals are not too narrow.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+from jax import Array
+from jax.typing import ArrayLike
+
+
+class EwmMoments(NamedTuple):
+    """Exponentially weighted first two moments of a stream."""
+
+    mean: Array
+    var: Array
+
+
+def ewm_init(value: ArrayLike) -> EwmMoments:
+    """Moments of a stream that has seen exactly one value."""
+    v = jnp.asarray(value, dtype=jnp.float64)
+    return EwmMoments(mean=v, var=jnp.zeros_like(v))
+
+
+def ewm_update(moments: EwmMoments, x: ArrayLike, alpha: ArrayLike) -> EwmMoments:
+    """Fold `x` into `moments` with weight `alpha` in (0, 1].
+
+    >>> import native  # float64
+    >>> m = ewm_update(ewm_init(0.0), 1.0, 0.5)
+    >>> float(m.mean), float(m.var)
+    (0.5, 0.25)
+    """
+    delta = x - moments.mean
+    mean = moments.mean + alpha * delta
+    var = (1.0 - alpha) * (moments.var + alpha * delta * delta)
+    return EwmMoments(mean=mean, var=var)
+
+
+def ewm_debias(value: ArrayLike, n: ArrayLike, alpha: float) -> Array:
+    """Bias-correct an EWMA started at zero after `n` updates; 0 when n == 0.
+
+    >>> import native
+    >>> float(ewm_debias(0.5, 1, 0.5))  # one update of 1.0 from 0 with alpha 0.5
+    1.0
+    """
+    weight = 1.0 - (1.0 - alpha) ** jnp.asarray(n, dtype=jnp.float64)
+    return jnp.where(weight > 0, jnp.asarray(value) / jnp.where(weight > 0, weight, 1.0), 0.0)

@@ -1,0 +1,1 @@
+"""Kafka plumbing: topics, codecs, client settings, the embedded broker, the Faust app, publishing."""
