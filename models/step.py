@@ -15,6 +15,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import Array
+from jax.scipy.special import erf
 
 from models.config import OrchestrationConfig
 from models.state import SeriesState
@@ -44,6 +45,7 @@ class StepResult(NamedTuple):
     lower: Array
     upper: Array
     mode: Array
+    anomaly_score: Array
 
 
 def orchestrate_step(
@@ -89,6 +91,11 @@ def orchestrate_step(
     accepted = jnp.logical_and(~stale, finite)
     reason = jnp.where(stale, REASON_STALE, jnp.where(finite, REASON_OK, REASON_NUMERIC))
 
+    # How surprising x was under the previous tick's predictive distribution: 2 Phi(|z|) - 1, in [0, 1].
+    prior_half = 0.5 * (state.upper - state.lower)
+    z = jnp.abs(residual) * config.interval_z / jnp.where(prior_half > 0, prior_half, 1.0)
+    anomaly = jnp.where(prior_half > 0, erf(z / jnp.sqrt(2.0)), jnp.where(residual == 0, 0.0, 1.0))
+
     new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(accepted, new, old), candidate, state)
     new_state = new_state._replace(rejected=state.rejected + (~accepted).astype(state.rejected.dtype))
 
@@ -104,6 +111,7 @@ def orchestrate_step(
         lower=new_state.lower,
         upper=new_state.upper,
         mode=mode.astype(jnp.int32),
+        anomaly_score=jnp.where(accepted & ~first, anomaly, 0.0),
     )
     return new_state, result
 

@@ -1,0 +1,217 @@
+"""The `usp` command line. Each subcommand's --help ends with an example."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from models.config import ConfigError, USPConfig, load_config
+from streams.broker import BrokerError, EmbeddedBroker, free_port
+
+log = logging.getLogger("usp")
+
+
+def _config(args: argparse.Namespace) -> USPConfig:
+    return load_config(getattr(args, "config", None))
+
+
+@contextlib.contextmanager
+def broker_for(url: str | None, console: Console) -> Iterator[str]:
+    """The given broker URL (or $USP_BROKER); with neither, an embedded broker for this command."""
+    url = url or os.environ.get("USP_BROKER")
+    if url:
+        yield url
+        return
+    with EmbeddedBroker() as broker:
+        console.print(f"no --broker given: started an embedded broker on {broker.url} "
+                      "(memory only; it stops with this command)", highlight=False)
+        yield broker.url
+
+
+def cmd_broker(args: argparse.Namespace, console: Console) -> int:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with EmbeddedBroker(port=args.port) as broker:
+        print(broker.url, flush=True)
+        console.print(f"embedded broker (tansu, memory storage) on {broker.url}; Ctrl-C stops it",
+                      highlight=False)
+        try:
+            while not stop.wait(0.5):
+                if broker._proc is not None and broker._proc.poll() is not None:
+                    console.print(f"broker exited unexpectedly:\n{broker.log_tail()}")
+                    return 1
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, console: Console) -> int:
+    from agents.worker import default_data_dir, run_worker
+    from streams.app import WorkerSettings
+
+    config = _config(args)
+    web_port = args.web_port or free_port()
+    with broker_for(args.broker, console) as url:
+        settings = WorkerSettings(broker=url, data_dir=Path(args.data_dir or default_data_dir(web_port)),
+                                  web_port=web_port, config=config)
+        run_worker(settings, loglevel=args.loglevel)
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace, console: Console) -> int:
+    from streams.kafka import ensure_topics, make_producer
+    from streams.publish import CsvReport, publish_rows, read_csv
+
+    config = _config(args)
+    path = Path(args.file)
+    if not path.is_file():
+        console.print(f"[red]no such file:[/] {path}")
+        return 2
+    series_id = args.series_id or path.stem
+    with open(path, "rb") as fh:
+        total = max(sum(1 for _ in fh) - 1, 0)
+    if args.limit is not None:
+        total = min(total, args.limit)
+    report = CsvReport()
+    with broker_for(args.broker, console) as url:
+        ensure_topics(url, config.streams.partitions)
+        producer = make_producer(url, config.streams)
+        progress = Progress(TextColumn("publishing"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console,
+                            disable=not console.is_terminal)
+        with progress:
+            task = progress.add_task("publish", total=total, rate="")
+            sent = publish_rows(producer, read_csv(path, series_id, report), rate=args.rate,
+                                limit=args.limit,
+                                on_sent=lambda row, wall: progress.advance(task))
+        producer.close(5)
+    for lineno, why in report.bad[:10]:
+        console.print(f"[yellow]skipped line {lineno}:[/] {why}", highlight=False)
+    print(orjson.dumps({"series_id": series_id, "published": sent, "skipped_rows": len(report.bad)}).decode())
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace, console: Console) -> int:
+    from streams.tail import tail
+
+    with broker_for(args.broker, console) as url:
+        try:
+            for rec in tail(url, args.topic, args.n, args.follow):
+                value = rec.value.decode("utf-8", "replace") if rec.value is not None else "null"
+                print(value, flush=True)
+        except LookupError as exc:
+            console.print(f"[red]{exc}[/]")
+            return 2
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from agents.run import RunError, run
+
+    config = _config(args)
+    try:
+        summary = run(input_csv=Path(args.input) if args.input else None, series_id=args.series_id,
+                      max_observations=args.max_observations, rate=args.rate, config=config,
+                      config_path=Path(args.config) if args.config else None, console=console)
+    except RunError as exc:
+        console.print(f"[red]usp run failed:[/] {exc}", highlight=False)
+        return 1
+    print(orjson.dumps(summary).decode(), flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="usp", description="USP: a real-time streaming monitor and predictor on Kafka and Faust.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  usp run --max-observations 5000")
+    parser.add_argument("--log-level", default=os.environ.get("USP_LOG_LEVEL", "WARNING"),
+                        help="Python log level for USP's own messages (default WARNING)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_: str, example: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {example}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def broker_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--broker", help="kafka://HOST:PORT of a running broker or cluster "
+                       "(default: $USP_BROKER, else an embedded broker started for this command)")
+
+    def config_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", help="config.toml (default: built-in defaults)")
+
+    p = add("run", "Everything on one machine: embedded broker, a worker, a replay of a real stream, "
+            "live status; prints a JSON summary as the last line.", "usp run --max-observations 5000")
+    p.add_argument("--max-observations", type=int, help="stop after N observations are handled")
+    p.add_argument("--input", help="replay this timestamp,value CSV instead of the bundled NAB series")
+    p.add_argument("--series-id", help="series id for --input (default: the file name)")
+    p.add_argument("--rate", type=float, help="publish at most R observations/s (default: as fast as possible)")
+    config_arg(p)
+    p.set_defaults(func=cmd_run)
+
+    p = add("worker", "Run one Faust worker (predict agent). Start several against one broker to scale.",
+            "usp worker --broker kafka://127.0.0.1:9092")
+    broker_arg(p)
+    config_arg(p)
+    p.add_argument("--data-dir", help="table store directory; one per worker (default .usp/worker-PORT)")
+    p.add_argument("--web-port", type=int, help="Faust web port on 127.0.0.1 (default: a free port)")
+    p.add_argument("--loglevel", default="warning", help="Faust log level (default warning)")
+    p.set_defaults(func=cmd_worker)
+
+    p = add("broker", "Run the embedded Kafka-protocol broker (tansu, memory only) in the foreground.",
+            "usp broker --port 9092")
+    p.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one, printed)")
+    p.set_defaults(func=cmd_broker)
+
+    p = add("publish", "Publish a timestamp,value CSV to usp.observations.",
+            "usp publish data.csv --series-id cpu-1 --rate 100 --broker kafka://127.0.0.1:9092")
+    p.add_argument("file", help="CSV with a 'timestamp,value' header")
+    p.add_argument("--series-id", help="series id (default: the file name without extension)")
+    p.add_argument("--rate", type=float, help="observations per second (default: as fast as possible)")
+    p.add_argument("--limit", type=int, help="publish at most N rows")
+    broker_arg(p)
+    config_arg(p)
+    p.set_defaults(func=cmd_publish)
+
+    p = add("tail", "Print the last N records of a topic as JSON lines (optionally follow).",
+            "usp tail usp.predictions --n 5 --broker kafka://127.0.0.1:9092")
+    p.add_argument("topic", help="e.g. usp.predictions, usp.deadletter, usp.events")
+    p.add_argument("--n", type=int, default=10, help="records to show (default 10)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
+    broker_arg(p)
+    p.set_defaults(func=cmd_tail)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console = Console(stderr=True)
+    try:
+        return int(args.func(args, console))
+    except ConfigError as exc:
+        console.print(f"[red]config error:[/] {exc}", highlight=False)
+        return 2
+    except BrokerError as exc:
+        console.print(f"[red]broker error:[/] {exc}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

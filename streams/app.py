@@ -1,0 +1,135 @@
+"""The Faust app factory: one place that turns USP's config into Faust and aiokafka settings.
+
+Faust hard-codes `fetch_max_wait_ms=1500` for its worker consumer. On tansu a waiting fetch is only
+answered when that wait runs out (KAFKA-NOTES.md quirk C), so every message would wait up to 1.5 s.
+`USPApp` swaps in a consumer thread that sets the configured wait on the aiokafka consumer before it
+starts; nothing else about Faust's consumer changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiokafka
+import faust
+from faust.streams import _current_event
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer, Transport
+from faust.types import EventT, TopicT, TransportT
+
+from models.config import USPConfig
+from streams import topics
+from streams.kafka import broker_url
+
+STATE_TABLE = "usp-series-state"
+
+
+class _FastFetchConsumerThread(AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Transport) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = getattr(self.app, "fetch_max_wait_ms", 1500)
+        return consumer
+
+
+class _FastFetchConsumer(Consumer):
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return _FastFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _FastFetchTransport(Transport):
+    Consumer = _FastFetchConsumer
+
+
+class USPApp(faust.App):
+    """A Faust app whose worker consumer honours `fetch_max_wait_ms`."""
+
+    fetch_max_wait_ms: int = 1500
+
+    def _new_transport(self) -> TransportT:
+        return _FastFetchTransport(self.conf.broker_consumer, self)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Where a worker connects and keeps its files. Two workers must not share a data_dir."""
+
+    broker: str
+    data_dir: Path
+    web_port: int
+    app_id: str = "usp"
+    store: str = "rocksdb://"
+    config: USPConfig = field(default_factory=USPConfig)
+
+
+@dataclass(frozen=True)
+class Topics:
+    observations: TopicT
+    predictions: TopicT
+    events: TopicT
+    deadletter: TopicT
+
+
+def create_app(settings: WorkerSettings) -> USPApp:
+    """Build the Faust app with every workaround from KAFKA-NOTES.md applied."""
+    streams = settings.config.streams
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = USPApp(
+        settings.app_id,
+        broker=broker_url(settings.broker),
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        autodiscover=False,
+        web_bind="127.0.0.1",
+        web_port=settings.web_port,
+        web_host="127.0.0.1",
+        broker_session_timeout=streams.session_timeout_s,
+        broker_heartbeat_interval=streams.heartbeat_s,
+        producer_max_batch_size=streams.producer_max_batch_bytes,
+        producer_linger=0.0,
+        topic_partitions=streams.partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=0,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    app.fetch_max_wait_ms = streams.fetch_max_wait_ms
+    return app
+
+
+def declare_topics(app: faust.App, partitions: int) -> Topics:
+    def topic(name: str) -> TopicT:
+        return app.topic(name, partitions=partitions, key_type=bytes, value_type=bytes,
+                         key_serializer="raw", value_serializer="raw")
+
+    return Topics(
+        observations=topic(topics.OBSERVATIONS),
+        predictions=topic(topics.PREDICTIONS),
+        events=topic(topics.EVENTS),
+        deadletter=topic(topics.DEADLETTER),
+    )
+
+
+def state_table(app: faust.App, partitions: int) -> Any:
+    """Per-series state, bytes -> bytes, changelogged and co-partitioned with usp.observations."""
+    return app.Table(STATE_TABLE, partitions=partitions, key_type=bytes, value_type=bytes, default=None)
+
+
+@contextlib.contextmanager
+def event_scope(event: EventT) -> Iterator[None]:
+    """Make `event` Faust's current event while table keys of its series are read or written.
+
+    Faust routes a table write (changelog partition and RocksDB partition alike) by its *current*
+    event. Inside a micro-batch that is the batch's last event, which would file every series under
+    one partition (KAFKA-NOTES.md pitfalls 3-4). Scoping each series' reads and writes to one of its
+    own events keeps every key on its source partition. The context variable is Faust's private one.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
