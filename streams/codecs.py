@@ -81,7 +81,8 @@ def parse_ts(ts: str | int | float) -> int:
             scale = 1_000
         else:
             scale = 1
-        ns = int(ts) * scale if isinstance(ts, int) else round(ts * scale)
+        whole = int(ts)  # split so float seconds keep ns precision: 1.7e9 * 1e9 exceeds 2**53
+        ns = whole * scale + (0 if isinstance(ts, int) else round((ts - whole) * scale))
     if not 0 <= ns <= _INT64_MAX:
         raise ValueError(f"ts {ts!r} is outside the epoch-ns range")
     return ns

@@ -1,0 +1,91 @@
+import base64
+
+import orjson
+import pytest
+
+from streams import codecs
+from streams.codecs import ObservationIn, Refusal
+
+
+def obs(**fields: object) -> bytes:
+    return orjson.dumps({"series_id": "s1", "ts": "2024-01-01T00:00:00Z", "value": 1.5, **fields})
+
+
+def test_valid_observation_is_normalised_to_epoch_ns() -> None:
+    got = codecs.decode_observation(b"s1", obs())
+    assert got == ObservationIn("s1", 1_704_067_200 * 10**9, 1.5)
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "reason"),
+    [
+        (b"s1", b"{not json", "malformed_json"),
+        (b"s1", None, "malformed_json"),
+        (b"s1", b"[1, 2]", "schema"),
+        (b"s1", orjson.dumps({"series_id": "s1", "ts": 1}), "schema"),
+        (b"s1", obs(value="3"), "schema"),
+        (b"s1", obs(value=True), "schema"),
+        (b"s1", obs(extra=1), "schema"),
+        (b"", orjson.dumps({"series_id": "", "ts": 1, "value": 1}), "schema"),
+        (b"x" * 201, orjson.dumps({"series_id": "x" * 201, "ts": 1, "value": 1}), "schema"),
+        (b"s1", obs(ts="not-a-timestamp-at-all"), "bad_timestamp"),
+        (b"s1", obs(ts="2024-01-01T00:00:00"), "bad_timestamp"),
+        (b"s1", b'{"series_id": "s1", "ts": 1, "value": 1e400}', "malformed_json"),
+        (None, obs(), "key_mismatch"),
+        (b"s2", obs(), "key_mismatch"),
+    ],
+)
+def test_bad_input_is_refused_with_a_reason(key: bytes | None, raw: bytes | None, reason: str) -> None:
+    got = codecs.decode_observation(key, raw)
+    assert isinstance(got, Refusal)
+    assert got.reason == reason
+    assert got.detail
+
+
+def test_refusal_keeps_series_id_when_it_is_readable() -> None:
+    got = codecs.decode_observation(b"s1", obs(ts="bad"))
+    assert isinstance(got, Refusal) and got.series_id == "s1"
+
+
+@pytest.mark.parametrize(
+    ("ts", "ns"),
+    [
+        (0, 0),
+        (1_700_000_000, 1_700_000_000 * 10**9),
+        (1_700_000_000_000, 1_700_000_000 * 10**9),
+        (1_700_000_000_000_000, 1_700_000_000 * 10**9),
+        (1_700_000_000_000_000_000, 1_700_000_000 * 10**9),
+        (1_700_000_000.25, 1_700_000_000_250_000_000),
+        ("2023-11-14T22:13:20+00:00", 1_700_000_000 * 10**9),
+        ("2023-11-15T00:13:20.5+02:00", 1_700_000_000_500_000_000),
+    ],
+)
+def test_parse_ts_units(ts: str | int | float, ns: int) -> None:
+    assert codecs.parse_ts(ts) == ns
+
+
+@pytest.mark.parametrize("ts", [-1, float("inf"), True, 10**19, "2024-13-01T00:00:00Z"])
+def test_parse_ts_refuses(ts: object) -> None:
+    with pytest.raises(ValueError):
+        codecs.parse_ts(ts)  # type: ignore[arg-type]
+
+
+def test_encoders_produce_schema_valid_messages() -> None:
+    pred = codecs.prediction_dict("s1", 5, 1.0, 0.5, 1.5, weights=(1, 0, 0, 0), mode="inference",
+                                  regime_change=False, cusum_statistic=0.0, cusum_threshold=0.0,
+                                  anomaly_score=0.3, config_version="abc")
+    codecs.validator("prediction")(orjson.loads(codecs.dumps(pred)))
+    event = codecs.event_dict("worker_ready", None, "info", {"partitions": [0]})
+    codecs.validator("event")(event)
+    raw = b"\xff\xfe not utf-8"
+    dead = codecs.deadletter_dict(Refusal("malformed_json", "x"), raw, "usp.observations", 3, 42)
+    codecs.validator("deadletter")(dead)
+    assert base64.b64decode(dead["raw_b64"]) == raw
+
+
+def test_prediction_schema_rejects_weights_off_the_unit_interval() -> None:
+    pred = codecs.prediction_dict("s1", 5, 1.0, 0.5, 1.5, weights=(2, 0, 0, 0), mode="inference",
+                                  regime_change=False, cusum_statistic=0.0, cusum_threshold=0.0,
+                                  anomaly_score=0.3, config_version="abc")
+    with pytest.raises(Exception, match="weights"):
+        codecs.validator("prediction")(pred)
