@@ -88,8 +88,20 @@ def demo_path(name: str) -> Path:
 
 
 def interleave(*streams: Iterable[Row]) -> Iterator[Row]:
-    """Merge several series' rows by timestamp, as they would arrive live."""
-    return heapq.merge(*streams, key=lambda r: r.ts_ns)
+    """Merge several series as if they had all started at the same moment and run live side by side.
+
+    Recorded series rarely overlap in time (the bundled two are months apart), so the merge key is
+    the time since each series' first row; each series keeps its own file order.
+    """
+
+    def aligned(rows: Iterable[Row], index: int) -> Iterator[tuple[int, int, int, Row]]:
+        start: int | None = None
+        for seq, row in enumerate(rows):
+            start = row.ts_ns if start is None else start
+            yield row.ts_ns - start, index, seq, row
+
+    merged = heapq.merge(*(aligned(rows, i) for i, rows in enumerate(streams)))
+    return (item[3] for item in merged)
 
 
 def publish_rows(
