@@ -149,12 +149,13 @@ def register_predict_agent(app: faust.App, processor: PredictProcessor, topics: 
     async def predict(stream: faust.StreamT) -> None:
         await processor.output.start()
         try:
-            async for events in stream.take_events(streams.max_batch, within=within):
+            async for events in stream.take_events(  # type: ignore[attr-defined]  # on Stream, not StreamT
+                    streams.max_batch, within=within):
                 await processor.process(events)
         finally:
             await processor.output.stop()
 
-    @app.on_rebalance_complete.connect
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # Faust's signal stub wants signal=
     async def announce_ready(sender: Any, **kwargs: Any) -> None:
         assigned = sorted(tp.partition for tp in app.consumer.assignment()
                           if tp.topic == topics.observations.get_topic_name())

@@ -122,6 +122,8 @@ def run(
     ready_timeout_s: float = 120.0,
 ) -> dict[str, Any]:
     """Run everything until the input is exhausted, the limit is reached, or Ctrl-C/SIGTERM."""
+    if input_csv is not None and not input_csv.is_file():
+        raise RunError(f"input file {input_csv} does not exist")
     stats = RunStats()
     stop = threading.Event()
     report = CsvReport()
@@ -161,11 +163,14 @@ def run(
                 stats.first_publish = wall
 
         publisher_done = threading.Event()
+        publisher_error: list[BaseException] = []
 
         def publish() -> None:
             try:
                 publish_rows(producer, rows, rate=rate, limit=max_observations, on_sent=on_sent,
                              should_stop=stop.is_set)
+            except Exception as exc:  # reported by the main loop
+                publisher_error.append(exc)
             finally:
                 publisher_done.set()
 
@@ -189,6 +194,8 @@ def run(
                     handled = stats.predictions + stats.deadletters
                     if max_observations is not None and handled >= max_observations:
                         break
+                    if publisher_error:
+                        raise RunError(f"publishing the input failed: {publisher_error[0]}")
                     if publisher_done.is_set() and handled >= stats.published:
                         break
                     if not worker.alive():

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 import native  # noqa: F401  (float64 on before any array is made)
 
+#: A pytree leaf: a NumPy array or scalar between ticks, a jax.Array inside a traced step.
+Leaf = Any
+
 
 class SeriesState(NamedTuple):
     """What USP remembers about one series between ticks.
 
-    count: accepted observations so far.
+    n_obs: accepted observations so far.
     last_ts: epoch ns of the last accepted observation (-1 before the first).
     last_value: the last accepted value.
     level: EWMA level, which is also the next prediction.
@@ -28,27 +31,27 @@ class SeriesState(NamedTuple):
     rejected: observations refused for this series (stale or numerically unsafe).
     """
 
-    count: np.ndarray
-    last_ts: np.ndarray
-    last_value: np.ndarray
-    level: np.ndarray
-    resid_var: np.ndarray
-    prediction: np.ndarray
-    lower: np.ndarray
-    upper: np.ndarray
-    rejected: np.ndarray
+    n_obs: Leaf
+    last_ts: Leaf
+    last_value: Leaf
+    level: Leaf
+    resid_var: Leaf
+    prediction: Leaf
+    lower: Leaf
+    upper: Leaf
+    rejected: Leaf
 
 
 def init_state() -> SeriesState:
     """State of a series USP has not seen yet.
 
     >>> s = init_state()
-    >>> int(s.count), int(s.last_ts)
+    >>> int(s.n_obs), int(s.last_ts)
     (0, -1)
     """
     f = np.float64(0.0)
     return SeriesState(
-        count=np.int64(0),
+        n_obs=np.int64(0),
         last_ts=np.int64(-1),
         last_value=f,
         level=f,

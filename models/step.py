@@ -18,7 +18,7 @@ from jax import Array
 from jax.scipy.special import erf
 
 from models.config import OrchestrationConfig
-from models.state import SeriesState
+from models.state import Leaf, SeriesState
 from native.ewma import ewm_debias
 
 MODE_INFERENCE, MODE_CALIBRATION, MODE_DIAGNOSTIC = 0, 1, 2
@@ -31,8 +31,8 @@ REASON_NAMES = ("ok", "stale", "non_finite")
 class Observation(NamedTuple):
     """One tick: `ts` in epoch ns (int64) and a finite `value` (float64)."""
 
-    ts: Array
-    value: Array
+    ts: Leaf
+    value: Leaf
 
 
 class StepResult(NamedTuple):
@@ -63,7 +63,7 @@ def orchestrate_step(
     >>> bool(r.accepted), REASON_NAMES[int(r.reason)]
     (False, 'stale')
     """
-    first = state.count == 0
+    first = state.n_obs == 0
     stale = jnp.logical_and(~first, obs.ts <= state.last_ts)
 
     residual = jnp.where(first, 0.0, obs.value - state.prediction)
@@ -71,13 +71,13 @@ def orchestrate_step(
     resid_var = jnp.where(
         first, 0.0, state.resid_var + config.variance_alpha * (residual * residual - state.resid_var)
     )
-    count = state.count + 1
-    scale = jnp.sqrt(ewm_debias(resid_var, count - 1, config.variance_alpha))
+    n_obs = state.n_obs + 1
+    scale = jnp.sqrt(ewm_debias(resid_var, n_obs - 1, config.variance_alpha))
     half_width = config.interval_z * scale
     lower, upper = level - half_width, level + half_width
 
     candidate = SeriesState(
-        count=count,
+        n_obs=n_obs,
         last_ts=obs.ts,
         last_value=obs.value,
         level=level,
@@ -100,7 +100,7 @@ def orchestrate_step(
     new_state = new_state._replace(rejected=state.rejected + (~accepted).astype(state.rejected.dtype))
 
     mode = jnp.where(
-        ~finite, MODE_DIAGNOSTIC, jnp.where(new_state.count > config.warmup_steps, MODE_INFERENCE,
+        ~finite, MODE_DIAGNOSTIC, jnp.where(new_state.n_obs > config.warmup_steps, MODE_INFERENCE,
                                             MODE_CALIBRATION)
     )
     result = StepResult(
@@ -122,7 +122,7 @@ StepFn = Callable[[SeriesState, Observation], tuple[SeriesState, StepResult]]
 @functools.cache
 def _compiled_batch(config: OrchestrationConfig) -> StepFn:
     step = functools.partial(orchestrate_step, config=config)
-    return jax.jit(jax.vmap(step))  # type: ignore[no-any-return]
+    return jax.jit(jax.vmap(step))
 
 
 def orchestrate_step_batch(

@@ -43,7 +43,7 @@ def ewm_update(moments: EwmMoments, x: ArrayLike, alpha: ArrayLike) -> EwmMoment
     delta = x - moments.mean
     mean = moments.mean + alpha * delta
     var = (1.0 - alpha) * (moments.var + alpha * delta * delta)
-    return EwmMoments(mean=mean, var=var)
+    return EwmMoments(mean=jnp.asarray(mean), var=jnp.asarray(var))
 
 
 def ewm_debias(value: ArrayLike, n: ArrayLike, alpha: float) -> Array:

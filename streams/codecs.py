@@ -44,7 +44,8 @@ class Refusal:
 @cache
 def validator(name: str) -> Callable[[Any], Any]:
     """A compiled validator for schema `name` (raises fastjsonschema.JsonSchemaException)."""
-    return fastjsonschema.compile(schemas.load(name))  # type: ignore[no-any-return]
+    compiled: Callable[[Any], Any] = fastjsonschema.compile(schemas.load(name))
+    return compiled
 
 
 def parse_ts(ts: str | int | float) -> int:
@@ -106,7 +107,7 @@ def decode_observation(key: bytes | None, raw: bytes | None) -> ObservationIn | 
     series_id = series_id if isinstance(series_id, str) else None
     try:
         validator("observation")(msg)
-    except fastjsonschema.JsonSchemaException as exc:
+    except fastjsonschema.JsonSchemaValueException as exc:
         return Refusal("schema", f"does not match schemas/observation.json: {exc.message}", series_id)
     assert series_id is not None
     value = msg["value"]

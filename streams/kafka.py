@@ -6,6 +6,7 @@ deployment over with no other change (KAFKA-NOTES.md: quirks A-C of tansu).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -105,10 +106,8 @@ def ensure_topics(url: str, partitions: int, topics: tuple[str, ...] = ALL_TOPIC
             for name in topics if name not in existing
         ]
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass
             log.info("created topics %s with %d partitions", [t.name for t in wanted], partitions)
     finally:
         admin.close()

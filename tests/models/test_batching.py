@@ -28,4 +28,4 @@ def test_round_over_more_series_than_the_largest_bucket_matches_single_steps() -
         for (exp_state, exp_result), got_state, got in zip(expected, states, outcomes, strict=True):
             assert got.prediction == pytest.approx(float(exp_result.prediction), rel=1e-12)
             assert got.upper == pytest.approx(float(exp_result.upper), rel=1e-12)
-            assert int(got_state.count) == int(exp_state.count)
+            assert int(got_state.n_obs) == int(exp_state.n_obs)

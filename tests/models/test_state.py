@@ -13,7 +13,7 @@ from models.state import (
 
 
 def test_round_trip_keeps_every_leaf_exactly() -> None:
-    state = init_state()._replace(count=np.int64(7), last_ts=np.int64(1_700_000_000_123_456_789),
+    state = init_state()._replace(n_obs=np.int64(7), last_ts=np.int64(1_700_000_000_123_456_789),
                                   level=np.float64(1e300), lower=np.float64(-0.1))
     back = state_from_bytes(state_to_bytes(state))
     for a, b in zip(state, back, strict=True):
@@ -34,7 +34,7 @@ def test_foreign_bytes_are_refused() -> None:
 
 
 def test_stack_pads_with_fresh_states_and_unstacks() -> None:
-    s = init_state()._replace(count=np.int64(3))
+    s = init_state()._replace(n_obs=np.int64(3))
     batch = stack_states([s, s], 4)
-    assert batch.count.tolist() == [3, 3, 0, 0]
-    assert int(unstack_state(batch, 1).count) == 3
+    assert batch.n_obs.tolist() == [3, 3, 0, 0]
+    assert int(unstack_state(batch, 1).n_obs) == 3

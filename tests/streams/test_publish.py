@@ -1,3 +1,4 @@
+import itertools
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,6 @@ def test_bundled_demo_series_interleave_keeping_each_series_in_file_order() -> N
     assert [r for r in rows if r.series_id == "machine_temperature"] == a
     assert [r for r in rows if r.series_id == "nyc_taxi"] == b
     # the real data has one timestamp that goes backwards; the stream will refuse it as stale
-    assert sum(x.ts_ns > y.ts_ns for x, y in zip(a, a[1:], strict=False)) == 1
-    switches = sum(x.series_id != y.series_id for x, y in zip(rows, rows[1:], strict=False))
+    assert sum(x.ts_ns > y.ts_ns for x, y in itertools.pairwise(a)) == 1
+    switches = sum(x.series_id != y.series_id for x, y in itertools.pairwise(rows))
     assert switches > 1000

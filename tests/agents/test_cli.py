@@ -1,0 +1,69 @@
+"""The `usp` command line, run as a user would: real subprocesses, real broker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from agents.cli import build_parser
+from streams.broker import EmbeddedBroker
+from streams.publish import demo_path
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_KEYS = {"observations", "predictions", "deadletters", "regime_changes", "elapsed_s",
+            "throughput_obs_s", "latency_p50_ms", "latency_p99_ms"}
+
+
+def usp(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "USP_BROKER"}
+    return subprocess.run([sys.executable, "-m", "agents.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
+
+
+def test_every_subcommand_help_has_an_example() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, p in sub.choices.items():  # type: ignore[union-attr]
+        assert "example:" in p.format_help(), name
+        assert f"usp {name}" in p.format_help(), name
+
+
+@pytest.mark.integration
+def test_usp_run_ends_with_the_summary_line() -> None:
+    result = usp("run", "--max-observations", "400")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = orjson.loads(result.stdout.strip().splitlines()[-1])
+    assert set(summary) == RUN_KEYS
+    assert summary["observations"] >= 400
+    assert summary["predictions"] + summary["deadletters"] == summary["observations"]
+    assert summary["predictions"] >= 390
+    assert 0 < summary["latency_p50_ms"] <= summary["latency_p99_ms"]
+    assert summary["throughput_obs_s"] > 0
+
+
+@pytest.mark.integration
+def test_usp_run_reports_a_bad_input_file() -> None:
+    result = usp("run", "--input", "/nonexistent/file.csv", "--max-observations", "10")
+    assert result.returncode != 0
+
+
+@pytest.mark.integration
+def test_publish_then_tail(tmp_path: Path) -> None:
+    with EmbeddedBroker() as broker:
+        published = usp("publish", str(demo_path("nyc_taxi")), "--series-id", "taxi", "--limit", "50",
+                        "--broker", broker.url)
+        assert published.returncode == 0, published.stderr[-2000:]
+        assert orjson.loads(published.stdout.strip().splitlines()[-1]) == {
+            "series_id": "taxi", "published": 50, "skipped_rows": 0}
+        tailed = usp("tail", "usp.observations", "--n", "5", "--broker", broker.url)
+        assert tailed.returncode == 0, tailed.stderr[-2000:]
+        lines = [orjson.loads(line) for line in tailed.stdout.strip().splitlines()]
+        assert len(lines) == 5
+        assert all(m["series_id"] == "taxi" for m in lines)
+        missing = usp("tail", "no.such.topic", "--broker", broker.url)
+        assert missing.returncode == 2
