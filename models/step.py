@@ -63,6 +63,10 @@ def orchestrate_step(
     >>> bool(r.accepted), REASON_NAMES[int(r.reason)]
     (False, 'stale')
     """
+    # XLA on CPU flushes subnormals to zero inside arithmetic but not in a pass-through; flushing the
+    # input once makes every derived number agree (found by hypothesis: value 2.2e-313).
+    value = jnp.where(jnp.abs(obs.value) < jnp.finfo(jnp.float64).tiny, 0.0, obs.value)
+    obs = Observation(ts=obs.ts, value=value)
     first = state.n_obs == 0
     stale = jnp.logical_and(~first, obs.ts <= state.last_ts)
 
@@ -74,7 +78,9 @@ def orchestrate_step(
     n_obs = state.n_obs + 1
     scale = jnp.sqrt(ewm_debias(resid_var, n_obs - 1, config.variance_alpha))
     half_width = config.interval_z * scale
-    lower, upper = level - half_width, level + half_width
+    # min/max keep lower <= prediction <= upper even where XLA flushes subnormals to zero.
+    lower = jnp.minimum(level - half_width, level)
+    upper = jnp.maximum(level + half_width, level)
 
     candidate = SeriesState(
         n_obs=n_obs,
