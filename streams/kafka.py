@@ -65,6 +65,7 @@ def make_producer(url: str, streams: StreamsConfig, **overrides: Any) -> KafkaPr
     settings: dict[str, Any] = {
         "bootstrap_servers": bootstrap_servers(url),
         "acks": 1,
+        "enable_idempotence": False,  # acks=1 conflicts with it; say so instead of a warning per run
         "linger_ms": 5,
         "retries": 5,
         "client_id": "usp-producer",
