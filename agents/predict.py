@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from faust.types import EventT
+from faust.types import EventT, TopicT
 
 from models.batching import run_round, warm_up
 from models.config import USPConfig
 from models.state import SeriesState, StateLayoutError, init_state, state_from_bytes, state_to_bytes
 from models.step import MODE_NAMES, REASON_NAMES
 from streams import codecs
-from streams.app import Topics, event_scope
+from streams.app import event_scope
 from streams.codecs import ObservationIn, Refusal
 from streams.output import OutputProducer
 from streams.topics import DEADLETTER, EVENTS, PREDICTIONS
@@ -140,12 +140,12 @@ class PredictProcessor:
         self.counters.by_reason[refusal.reason] = self.counters.by_reason.get(refusal.reason, 0) + 1
 
 
-def register_predict_agent(app: faust.App, processor: PredictProcessor, topics: Topics) -> None:
+def register_predict_agent(app: faust.App, processor: PredictProcessor, source: TopicT) -> None:
     """Attach the micro-batching predict agent to `app`."""
     streams = processor.config.streams
     within = max(streams.batch_within_ms, 1) / 1000.0
 
-    @app.agent(topics.observations, name="usp.predict")
+    @app.agent(source, name="usp.predict")
     async def predict(stream: faust.StreamT) -> None:
         await processor.output.start()
         try:
@@ -158,7 +158,7 @@ def register_predict_agent(app: faust.App, processor: PredictProcessor, topics: 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # Faust's signal stub wants signal=
     async def announce_ready(sender: Any, **kwargs: Any) -> None:
         assigned = sorted(tp.partition for tp in app.consumer.assignment()
-                          if tp.topic == topics.observations.get_topic_name())
+                          if tp.topic == source.get_topic_name())
         event = codecs.event_dict("worker_ready", None, "info",
                                   {"partitions": assigned, "pid": os.getpid()})
         await processor.output.send(EVENTS, None, codecs.dumps(event))

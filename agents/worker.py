@@ -8,7 +8,7 @@ from pathlib import Path
 import faust
 
 from agents.predict import PredictProcessor, register_predict_agent
-from streams.app import USPApp, WorkerSettings, create_app, declare_topics, state_table
+from streams.app import USPApp, WorkerSettings, create_app, observations_topic, state_table
 from streams.kafka import ensure_topics
 from streams.output import OutputProducer
 
@@ -19,10 +19,10 @@ def build_worker_app(settings: WorkerSettings) -> tuple[USPApp, PredictProcessor
     """The app with its topics, table and agents, ready for `faust.Worker`."""
     app = create_app(settings)
     partitions = settings.config.streams.partitions
-    topics = declare_topics(app, partitions)
+    source = observations_topic(app, partitions)
     table = state_table(app, partitions)
     processor = PredictProcessor(settings.config, table, OutputProducer(settings.broker, settings.config.streams))
-    register_predict_agent(app, processor, topics)
+    register_predict_agent(app, processor, source)
     return app, processor
 
 

@@ -19,7 +19,7 @@ from jax.scipy.special import erf
 
 from models.config import OrchestrationConfig
 from models.state import Leaf, SeriesState
-from native.ewma import ewm_debias
+from native.ewma import ewm_debias, ewm_mean
 
 MODE_INFERENCE, MODE_CALIBRATION, MODE_DIAGNOSTIC = 0, 1, 2
 MODE_NAMES = ("inference", "calibration", "diagnostic")
@@ -71,9 +71,9 @@ def orchestrate_step(
     stale = jnp.logical_and(~first, obs.ts <= state.last_ts)
 
     residual = jnp.where(first, 0.0, obs.value - state.prediction)
-    level = jnp.where(first, obs.value, state.level + config.ewma_alpha * (obs.value - state.level))
+    level = jnp.where(first, obs.value, ewm_mean(state.level, obs.value, config.ewma_alpha))
     resid_var = jnp.where(
-        first, 0.0, state.resid_var + config.variance_alpha * (residual * residual - state.resid_var)
+        first, 0.0, ewm_mean(state.resid_var, residual * residual, config.variance_alpha)
     )
     n_obs = state.n_obs + 1
     scale = jnp.sqrt(ewm_debias(resid_var, n_obs - 1, config.variance_alpha))

@@ -32,6 +32,17 @@ def ewm_init(value: ArrayLike) -> EwmMoments:
     return EwmMoments(mean=v, var=jnp.zeros_like(v))
 
 
+def ewm_mean(mean: ArrayLike, x: ArrayLike, alpha: ArrayLike) -> Array:
+    """One EWMA step of the mean alone: mean + alpha * (x - mean).
+
+    >>> import native
+    >>> float(ewm_mean(0.0, 1.0, 0.25))
+    0.25
+    """
+    m = jnp.asarray(mean)
+    return m + alpha * (jnp.asarray(x) - m)
+
+
 def ewm_update(moments: EwmMoments, x: ArrayLike, alpha: ArrayLike) -> EwmMoments:
     """Fold `x` into `moments` with weight `alpha` in (0, 1].
 
@@ -41,9 +52,8 @@ def ewm_update(moments: EwmMoments, x: ArrayLike, alpha: ArrayLike) -> EwmMoment
     (0.5, 0.25)
     """
     delta = x - moments.mean
-    mean = moments.mean + alpha * delta
     var = (1.0 - alpha) * (moments.var + alpha * delta * delta)
-    return EwmMoments(mean=jnp.asarray(mean), var=jnp.asarray(var))
+    return EwmMoments(mean=ewm_mean(moments.mean, x, alpha), var=jnp.asarray(var))
 
 
 def ewm_debias(value: ArrayLike, n: ArrayLike, alpha: float) -> Array:

@@ -65,14 +65,6 @@ class WorkerSettings:
     config: USPConfig = field(default_factory=USPConfig)
 
 
-@dataclass(frozen=True)
-class Topics:
-    observations: TopicT
-    predictions: TopicT
-    events: TopicT
-    deadletter: TopicT
-
-
 def create_app(settings: WorkerSettings) -> USPApp:
     """Build the Faust app with every workaround from KAFKA-NOTES.md applied."""
     streams = settings.config.streams
@@ -101,17 +93,13 @@ def create_app(settings: WorkerSettings) -> USPApp:
     return app
 
 
-def declare_topics(app: faust.App, partitions: int) -> Topics:
-    def topic(name: str) -> TopicT:
-        return app.topic(name, partitions=partitions, key_type=bytes, value_type=bytes,
-                         key_serializer="raw", value_serializer="raw")
+def observations_topic(app: faust.App, partitions: int) -> TopicT:
+    """usp.observations as raw bytes; decoding is USP's own (streams.codecs), batched per micro-batch.
 
-    return Topics(
-        observations=topic(topics.OBSERVATIONS),
-        predictions=topic(topics.PREDICTIONS),
-        events=topic(topics.EVENTS),
-        deadletter=topic(topics.DEADLETTER),
-    )
+    Outputs are not Faust topics: they go through `streams.output.OutputProducer`.
+    """
+    return app.topic(topics.OBSERVATIONS, partitions=partitions, key_type=bytes, value_type=bytes,
+                     key_serializer="raw", value_serializer="raw")
 
 
 def state_table(app: faust.App, partitions: int) -> Any:
