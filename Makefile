@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck unit integration venv clean
+.PHONY: run test lint typecheck unit integration venv clean bench-numeric
 
 venv: $(STAMP)
 
@@ -28,6 +28,10 @@ typecheck: $(STAMP)
 
 test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Figures for the numeric core (a benchmark: prints, asserts nothing).
+bench-numeric: $(STAMP)
+	$(BIN)/python -m models.perf --nab ../shared/data/nab/data
 
 clean:
 	rm -rf $(VENV) .usp .pytest_cache .mypy_cache .ruff_cache

@@ -16,6 +16,7 @@ import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from agents.backtest import cmd_backtest
 from models.config import ConfigError, USPConfig, load_config
 from streams.broker import BrokerError, EmbeddedBroker, free_port
 
@@ -186,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     config_arg(p)
     p.set_defaults(func=cmd_publish)
 
+    p = add("backtest", "Run a timestamp,value CSV through the predictor offline; writes one row per input "
+            "row (forecast made from earlier rows only) and prints a JSON summary as the last line.",
+            "usp backtest data.csv --output out.csv --config config.toml")
+    p.add_argument("file", help="CSV with a 'timestamp,value' header; bad rows are reported and skipped")
+    p.add_argument("--output", "-o", required=True, help="where to write the per-row CSV")
+    config_arg(p)
+    p.set_defaults(func=cmd_backtest)
+
     p = add("tail", "Print the last N records of a topic as JSON lines (optionally follow).",
             "usp tail usp.predictions --n 5 --broker kafka://127.0.0.1:9092")
     p.add_argument("topic", help="e.g. usp.predictions, usp.deadletter, usp.events")
@@ -196,9 +205,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _enable_compile_cache() -> None:
+    """Keep compiled steps on disk: a worker or back-test started again skips seconds of XLA compiles.
+    $USP_JAX_CACHE picks the folder; USP_JAX_CACHE=off turns it off."""
+    where = os.environ.get("USP_JAX_CACHE", str(Path.home() / ".cache" / "usp" / "jax"))
+    if where.lower() == "off":
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", where)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _enable_compile_cache()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     console = Console(stderr=True)
     try:

@@ -1,8 +1,10 @@
-"""The predict agent: usp.observations -> orchestrate_step_batch -> usp.predictions / usp.deadletter.
+"""The predict agent: usp.observations -> orchestrate_step_batch -> usp.predictions / usp.deadletter / usp.events.
 
 Per micro-batch: decode everything, refuse bad records to the deadletter topic with their raw bytes,
 group the rest by series (order kept), run the rounds through the compiled batched step, write each
-series' state once, and send one prediction per accepted observation. A bug in here must not crash
+series' state once, and send one prediction per accepted observation. A tick the step refuses (stale,
+frozen, outlier, out_of_range, non_finite) goes to the deadletter topic with the step's reason; a CUSUM
+alarm and every change of a series' degraded flag also go to usp.events. A bug in here must not crash
 the worker (a crashing agent stops answering SIGTERM, KAFKA-NOTES.md pitfall 5), so an unexpected
 error sends the whole batch to the deadletter topic as `internal_error`, raw bytes kept, and goes on.
 """
@@ -18,10 +20,10 @@ from typing import Any
 import faust
 from faust.types import EventT, TopicT
 
-from models.batching import run_round, warm_up
-from models.config import USPConfig
+from models.batching import TickOutcome, run_round, warm_up
+from models.config import PredictorConfig, USPConfig
 from models.state import SeriesState, StateLayoutError, init_state, state_from_bytes, state_to_bytes
-from models.step import MODE_NAMES, REASON_NAMES
+from models.step import MODE_NAMES, REASON_NAMES, REASON_STALE
 from streams import codecs
 from streams.app import event_scope
 from streams.codecs import ObservationIn, Refusal
@@ -39,6 +41,8 @@ class PredictCounters:
     predictions: int = 0
     deadletters: int = 0
     batches: int = 0
+    regime_changes: int = 0
+    events: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -48,17 +52,53 @@ class _SeriesBatch:
     events: list[EventT] = field(default_factory=list)
 
 
+def refusal_detail(reason: str, tick: ObservationIn, before: SeriesState, after: SeriesState,
+                   config: PredictorConfig) -> str:
+    """A sentence saying why the step refused `tick`, from the series' state before and after it.
+
+    >>> cfg = PredictorConfig()
+    >>> s = init_state(cfg)._replace(last_ts=5)
+    >>> refusal_detail("stale", ObservationIn("a", 5, 2.0), s, s, cfg)
+    "ts 5 is not after the series' last accepted ts 5 (a replay or an out-of-order record)"
+    """
+    o = config.orchestration
+    if reason == "stale":
+        return (f"ts {tick.ts_ns} is not after the series' last accepted ts {int(before.last_ts)} "
+                "(a replay or an out-of-order record)")
+    if reason == "frozen":
+        return (f"value {tick.value!r} is identical value number {int(after.ingest.frozen_run) + 1} in a row, "
+                f"more than orchestration.frozen_steps = {o.frozen_steps} allows (a frozen signal)")
+    if reason == "outlier":
+        sigma = (float(before.upper) - float(before.prediction)) / o.interval_z
+        z = abs(tick.value - float(before.prediction)) / sigma if sigma > 0 else float("inf")
+        return (f"value {tick.value!r} is {z:.1f} predictive sigmas from the prediction "
+                f"{float(before.prediction)!r} (orchestration.outlier_z = {o.outlier_z}); outlier "
+                f"{int(after.ingest.outlier_run)} in a row, and orchestration.outlier_patience = "
+                f"{o.outlier_patience} in a row are taken as a level shift")
+    if reason == "out_of_range":
+        return f"|value| {abs(tick.value)!r} exceeds orchestration.max_abs_value = {o.max_abs_value!r}"
+    if reason == "non_finite":
+        return ("the update would put a non-finite or out-of-bounds number in the series' state; "
+                "the series keeps its last good state")
+    return f"refused by the predictor ({reason})"
+
+
 class PredictProcessor:
     """Processes one micro-batch of observation events; owns no Faust machinery but the table."""
 
     def __init__(self, config: USPConfig, table: Any, output: OutputProducer) -> None:
         self.config = config
+        self.predictor = config.predictor
         self.table = table
         self.output = output
         self.counters = PredictCounters()
+        self.warm_up_s: float | None = None
 
-    def warm_up(self) -> None:
-        warm_up(self.config.orchestration)
+    def warm_up(self) -> dict[int, float]:
+        """Compile every batch bucket; returns seconds per bucket (their sum is kept in `warm_up_s`)."""
+        seconds = warm_up(self.predictor)
+        self.warm_up_s = sum(seconds.values())
+        return seconds
 
     async def process(self, events: Sequence[EventT]) -> None:
         """Handle one micro-batch; returns once every output of it is acknowledged by the broker."""
@@ -89,47 +129,87 @@ class PredictProcessor:
 
         series = list(groups)
         states = {sid: self._load(sid, groups[sid].events[0]) for sid in series}
+        degraded = {sid: bool(states[sid].ingest.degraded) for sid in series}
         changed: set[str] = set()
-        orch = self.config.orchestration
-        version = self.config.version
         depth = max(len(g.ticks) for g in groups.values())
         for r in range(depth):
             active = [sid for sid in series if len(groups[sid].ticks) > r]
             ticks = [groups[sid].ticks[r] for sid in active]
             new_states, outcomes = run_round(
-                [states[sid] for sid in active], [t.ts_ns for t in ticks], [t.value for t in ticks], orch
+                [states[sid] for sid in active], [t.ts_ns for t in ticks], [t.value for t in ticks],
+                self.predictor,
             )
             for sid, tick, state, out in zip(active, ticks, new_states, outcomes, strict=True):
-                if not out.accepted:
-                    reason = REASON_NAMES[out.reason]
-                    detail = ("ts is not after the series' last accepted ts" if reason == "stale"
-                              else "the update would make the series' state non-finite")
-                    await self._deadletter(groups[sid].events[r], Refusal(reason, detail, sid))
+                before = states[sid]
+                if out.reason == REASON_STALE:
+                    # A record the series has moved past: after a crash, a replay of one already
+                    # applied. It must change nothing, or redelivery would not be idempotent.
+                    await self._deadletter(groups[sid].events[r], Refusal(
+                        "stale", refusal_detail("stale", tick, before, state, self.predictor), sid))
                     continue
                 states[sid] = state
                 changed.add(sid)
-                message = codecs.prediction_dict(
-                    sid, tick.ts_ns, out.prediction, out.lower, out.upper,
-                    weights=(1.0, 0.0, 0.0, 0.0), mode=MODE_NAMES[out.mode], regime_change=False,
-                    cusum_statistic=0.0, cusum_threshold=0.0,
-                    anomaly_score=min(max(out.anomaly_score, 0.0), 1.0), config_version=version,
-                )
-                await self.output.send(PREDICTIONS, sid.encode(), codecs.dumps(message))
-                self.counters.predictions += 1
+                if out.accepted:
+                    await self._predict(sid, tick, out)
+                    if out.regime_change:
+                        await self._regime_change(sid, tick, before, state, out)
+                else:
+                    reason = REASON_NAMES[out.reason]
+                    await self._deadletter(groups[sid].events[r], Refusal(
+                        reason, refusal_detail(reason, tick, before, state, self.predictor), sid))
+                if out.degraded != degraded[sid]:
+                    degraded[sid] = out.degraded
+                    await self._degraded_change(sid, tick, out)
         for sid in changed:
             with event_scope(groups[sid].events[-1]):
                 self.table[sid.encode()] = state_to_bytes(states[sid])
+
+    async def _predict(self, sid: str, tick: ObservationIn, out: TickOutcome) -> None:
+        message = codecs.prediction_dict(
+            sid, tick.ts_ns, out.prediction, out.lower, out.upper,
+            weights=[min(max(w, 0.0), 1.0) for w in out.weights], mode=MODE_NAMES[out.mode],
+            regime_change=out.regime_change, cusum_statistic=out.cusum, cusum_threshold=out.cusum_threshold,
+            anomaly_score=min(max(out.anomaly_score, 0.0), 1.0), config_version=self.config.version,
+        )
+        await self.output.send(PREDICTIONS, sid.encode(), codecs.dumps(message))
+        self.counters.predictions += 1
+
+    async def _regime_change(self, sid: str, tick: ObservationIn, before: SeriesState, after: SeriesState,
+                             out: TickOutcome) -> None:
+        self.counters.regime_changes += 1
+        await self._event("regime_change", sid, "warning", {
+            "observation_ts": tick.ts_ns,
+            "value": tick.value,
+            "residual": tick.value - float(before.prediction),
+            "cusum_statistic": out.cusum,
+            "cusum_threshold": out.cusum_threshold,
+            "alarms": int(after.alarms),
+            "grace_period_steps": self.predictor.cusum.grace_period_steps,
+        })
+
+    async def _degraded_change(self, sid: str, tick: ObservationIn, out: TickOutcome) -> None:
+        if out.degraded:
+            await self._event("degraded_enter", sid, "warning", {
+                "observation_ts": tick.ts_ns, "reason": REASON_NAMES[out.reason]})
+        else:
+            await self._event("degraded_exit", sid, "info", {
+                "observation_ts": tick.ts_ns, "clean_ticks": self.predictor.orchestration.recovery_steps})
+
+    async def _event(self, kind: str, sid: str, severity: str, details: dict[str, Any]) -> None:
+        event = codecs.event_dict(kind, sid, severity, details)
+        await self.output.send(EVENTS, sid.encode(), codecs.dumps(event))
+        self.counters.events += 1
 
     def _load(self, series_id: str, event: EventT) -> SeriesState:
         with event_scope(event):
             raw = self.table.get(series_id.encode())
         if raw is None:
-            return init_state()
+            return init_state(self.predictor)
         try:
-            return state_from_bytes(raw)
+            return state_from_bytes(raw, self.predictor)
         except StateLayoutError as exc:
             log.warning("series %r: stored state unusable (%s); starting it afresh", series_id, exc)
-            return init_state()
+            return init_state(self.predictor)
 
     async def _deadletter(self, event: EventT, refusal: Refusal) -> None:
         msg = event.message
@@ -159,10 +239,9 @@ def register_predict_agent(app: faust.App, processor: PredictProcessor, source: 
     async def announce_ready(sender: Any, **kwargs: Any) -> None:
         assigned = sorted(tp.partition for tp in app.consumer.assignment()
                           if tp.topic == source.get_topic_name())
-        event = codecs.event_dict("worker_ready", None, "info",
-                                  {"partitions": assigned, "pid": os.getpid()})
+        details: dict[str, Any] = {"partitions": assigned, "pid": os.getpid()}
+        if processor.warm_up_s is not None:
+            details["warm_up_s"] = round(processor.warm_up_s, 3)
+        event = codecs.event_dict("worker_ready", None, "info", details)
         await processor.output.send(EVENTS, None, codecs.dumps(event))
         await processor.output.flush()
-
-
-

@@ -30,7 +30,9 @@ def run_worker(settings: WorkerSettings, loglevel: str = "warning") -> None:
     """Run one worker in the foreground until SIGTERM/SIGINT."""
     ensure_topics(settings.broker, settings.config.streams.partitions)
     app, processor = build_worker_app(settings)
-    processor.warm_up()
+    seconds = processor.warm_up()
+    log.info("compiled %d batch buckets in %.1f s (%s)", len(seconds), sum(seconds.values()),
+             ", ".join(f"B={size}: {s:.2f} s" for size, s in seconds.items()))
     log.info("worker on %s, data in %s, web on 127.0.0.1:%d", settings.broker, settings.data_dir,
              settings.web_port)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)

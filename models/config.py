@@ -48,18 +48,56 @@ class StreamsConfig:
 
 @dataclass(frozen=True)
 class OrchestrationConfig:
-    """Settings of the per-series predictor.
+    """How the four kernels are fused, how input is checked, and how the interval is calibrated.
 
-    ewma_alpha: weight of the newest observation in the level estimate (0, 1].
-    variance_alpha: weight of the newest squared residual in the residual variance (0, 1].
     interval_level: nominal coverage of the [lower, upper] interval, in (0, 1).
-    warmup_steps: ticks a series spends in calibration mode before its intervals are trusted.
+    warmup_steps: accepted ticks a series spends in calibration mode; at least `window` so every kernel
+        has seen a full window before its predictions are called inference.
+    window: values kept per series (16, 32 or 64); kernels A and D and the Hölder estimate read it.
+    volatility_alpha: EWMA weight of squared increments for the short-run volatility sigma_t.
+    volatility_long_alpha: the same for the long-run volatility; sigma_t / long-run is the volatility ratio
+        that couples epsilon, the JKO rate and the loss window, and the long-run value is the unit kernels
+        work in.
+    loss_alpha: EWMA weight of each kernel's squared error at volatility ratio 1 (the loss window is
+        1 / alpha ticks, shorter when the series is more volatile than usual, capped at 0.5).
+    fusion_beta: sharpness of the target weights, proportional to loss^-beta (1 = inverse variance).
+    sinkhorn_eps0, sinkhorn_eps_min, sinkhorn_vol_coupling: epsilon_t = max(eps_min, eps0 (1 + coupling
+        (ratio - 1)^+)), relative to the mean transport cost.
+    sinkhorn_tol, sinkhorn_max_iter: stop on max marginal error <= tol, or after max_iter sweeps.
+    jko_tau: JKO step towards the target weights per tick at volatility ratio 1 (smaller when volatile).
+    jko_radius: trust region: the largest transport cost (in squared volatility units) one tick may move.
+    conformal_gamma: step of the online conformal (ACI-style) update of the interval's width multiplier.
+    rough_holder: a window whose Hölder exponent is below this is too rough: kernel D alone predicts.
+    frozen_steps: this many identical values in a row make the next identical one "frozen" (0: off).
+    outlier_z: a value further than this many interval half-widths from the prediction is an outlier
+        (0: off); `outlier_patience` outliers in a row are taken as a level shift and accepted.
+    max_abs_value: values beyond +-this are refused (keeps squares finite in float64).
+    recovery_steps: clean ticks needed to leave degraded mode (hysteresis).
+    seed: seeds kernel B's initial weights, the same for every series, so runs are reproducible.
     """
 
-    ewma_alpha: float = 0.3
-    variance_alpha: float = 0.05
     interval_level: float = 0.95
-    warmup_steps: int = 10
+    warmup_steps: int = 40
+    window: int = 32
+    volatility_alpha: float = 0.05
+    volatility_long_alpha: float = 0.005
+    loss_alpha: float = 0.05
+    fusion_beta: float = 1.0
+    sinkhorn_eps0: float = 1.0
+    sinkhorn_eps_min: float = 0.1
+    sinkhorn_vol_coupling: float = 1.0
+    sinkhorn_tol: float = 1e-4
+    sinkhorn_max_iter: int = 50
+    jko_tau: float = 0.1
+    jko_radius: float = 0.25
+    conformal_gamma: float = 0.005
+    rough_holder: float = 0.05
+    frozen_steps: int = 100
+    outlier_z: float = 25.0
+    outlier_patience: int = 3
+    max_abs_value: float = 1e100
+    recovery_steps: int = 10
+    seed: int = 0
 
     @property
     def interval_z(self) -> float:
@@ -68,11 +106,71 @@ class OrchestrationConfig:
 
 
 @dataclass(frozen=True)
+class KernelsConfig:
+    """Hyper-parameters of kernels A-D (all in units of the series' long-run volatility).
+
+    krr_lags: lagged increments in kernel A's (and B's) inputs, plus the distance from the window mean.
+    krr_bandwidth: RBF bandwidth per input dimension. krr_ridge: ridge lambda.
+    krr_cg_iters: conjugate-gradient iterations per tick (warm-started, so few are needed).
+    density_hidden: hidden units of kernel B's network. density_lr: its SGD step.
+    jd_alpha: EWMA weight of kernel C's drift, diffusion and jump estimates; jd_theta_alpha: of the
+        level its drift pulls towards. jump_z: drift-corrected increments beyond this many diffusion
+        sigmas count as jumps. stiffness_threshold: kappa dt above which kernel C steps implicitly, at
+        Hölder exponent 0.5 (scaled by (h / 0.5)^stiffness_holder_gain, so rough paths switch sooner).
+    logsig_depth: log-signature depth of kernel D (1-3). logsig_points: path length it reads.
+    logsig_forgetting: RLS forgetting factor. logsig_clip: bound on the error driving one update.
+    """
+
+    krr_lags: int = 4
+    krr_bandwidth: float = 1.0
+    krr_ridge: float = 0.3
+    krr_cg_iters: int = 4
+    density_hidden: int = 8
+    density_lr: float = 0.01
+    jd_alpha: float = 0.01
+    jd_theta_alpha: float = 0.2
+    jump_z: float = 6.0
+    stiffness_threshold: float = 1.0
+    stiffness_holder_gain: float = 1.0
+    logsig_depth: int = 2
+    logsig_points: int = 8
+    logsig_forgetting: float = 0.995
+    logsig_clip: float = 3.0
+
+
+@dataclass(frozen=True)
+class CusumConfig:
+    """Regime-change detection on standardised residuals.
+
+    k: reference value (half the shift, in sigmas, detected fastest). h: threshold at Gaussian tails.
+    kurtosis_gain: h_t = h sqrt(1 + gain (kurtosis - 3)^+). kurtosis_alpha: EWMA weight of the residual
+        moments. grace_period_steps: ticks after an alarm in which no alarm fires and weights stay put.
+    """
+
+    k: float = 0.5
+    h: float = 5.0
+    kurtosis_gain: float = 0.5
+    kurtosis_alpha: float = 0.01
+    grace_period_steps: int = 30
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """Everything `orchestrate_step` reads; hashable, so it is a static argument of the compiled step."""
+
+    orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
+    kernels: KernelsConfig = field(default_factory=KernelsConfig)
+    cusum: CusumConfig = field(default_factory=CusumConfig)
+
+
+@dataclass(frozen=True)
 class USPConfig:
     """The whole configuration. `version` is the SHA-256 of its canonical JSON, first 12 hex digits."""
 
     streams: StreamsConfig = field(default_factory=StreamsConfig)
     orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
+    kernels: KernelsConfig = field(default_factory=KernelsConfig)
+    cusum: CusumConfig = field(default_factory=CusumConfig)
 
     def __post_init__(self) -> None:
         _check_ranges(self)
@@ -81,6 +179,10 @@ class USPConfig:
     def version(self) -> str:
         canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    @property
+    def predictor(self) -> PredictorConfig:
+        return PredictorConfig(self.orchestration, self.kernels, self.cusum)
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> USPConfig:
@@ -91,9 +193,10 @@ class USPConfig:
         >>> USPConfig.from_mapping({"stream": {}})
         Traceback (most recent call last):
         ...
-        models.config.ConfigError: unknown section [stream]; known: orchestration, streams
+        models.config.ConfigError: unknown section [stream]; known: cusum, kernels, orchestration, streams
         """
-        sections: dict[str, type[Any]] = {"streams": StreamsConfig, "orchestration": OrchestrationConfig}
+        sections: dict[str, type[Any]] = {"streams": StreamsConfig, "orchestration": OrchestrationConfig,
+                                          "kernels": KernelsConfig, "cusum": CusumConfig}
         unknown = sorted(set(data) - set(sections))
         if unknown:
             raise ConfigError(f"unknown section [{unknown[0]}]; known: {', '.join(sorted(sections))}")
@@ -129,7 +232,7 @@ def _build_section(name: str, klass: type[Any], raw: Any) -> Any:
 
 
 def _check_ranges(config: USPConfig) -> None:
-    s, o = config.streams, config.orchestration
+    s, o, k, c = config.streams, config.orchestration, config.kernels, config.cusum
     checks: list[tuple[bool, str]] = [
         (1 <= s.partitions <= 1024, "streams.partitions must be in [1, 1024]"),
         (1 <= s.max_batch <= 100_000, "streams.max_batch must be in [1, 100000]"),
@@ -137,17 +240,55 @@ def _check_ranges(config: USPConfig) -> None:
         (1 <= s.fetch_max_wait_ms <= 10_000, "streams.fetch_max_wait_ms must be in [1, 10000]"),
         (0 < s.heartbeat_s < s.session_timeout_s, "streams.heartbeat_s must be in (0, session_timeout_s)"),
         (s.producer_max_batch_bytes >= 1, "streams.producer_max_batch_bytes must be >= 1"),
-        (0 < o.ewma_alpha <= 1, "orchestration.ewma_alpha must be in (0, 1]"),
-        (0 < o.variance_alpha <= 1, "orchestration.variance_alpha must be in (0, 1]"),
         (0 < o.interval_level < 1, "orchestration.interval_level must be in (0, 1)"),
         (0 <= o.warmup_steps <= 1_000_000, "orchestration.warmup_steps must be in [0, 1000000]"),
+        (o.window in (16, 32, 64), "orchestration.window must be 16, 32 or 64"),
+        (0 < o.volatility_alpha <= 1, "orchestration.volatility_alpha must be in (0, 1]"),
+        (0 < o.volatility_long_alpha <= 1, "orchestration.volatility_long_alpha must be in (0, 1]"),
+        (0 < o.loss_alpha <= 0.5, "orchestration.loss_alpha must be in (0, 0.5]"),
+        (0 <= o.fusion_beta <= 20, "orchestration.fusion_beta must be in [0, 20]"),
+        (0 < o.sinkhorn_eps_min <= o.sinkhorn_eps0, "orchestration.sinkhorn_eps_min must be in (0, sinkhorn_eps0]"),
+        (o.sinkhorn_vol_coupling >= 0, "orchestration.sinkhorn_vol_coupling must be >= 0"),
+        (0 < o.sinkhorn_tol < 1, "orchestration.sinkhorn_tol must be in (0, 1)"),
+        (1 <= o.sinkhorn_max_iter <= 10_000, "orchestration.sinkhorn_max_iter must be in [1, 10000]"),
+        (0 <= o.jko_tau <= 1, "orchestration.jko_tau must be in [0, 1]"),
+        (o.jko_radius > 0, "orchestration.jko_radius must be > 0"),
+        (0 <= o.conformal_gamma <= 1, "orchestration.conformal_gamma must be in [0, 1]"),
+        (0 <= o.rough_holder <= 1.5, "orchestration.rough_holder must be in [0, 1.5]"),
+        (o.frozen_steps >= 0, "orchestration.frozen_steps must be >= 0"),
+        (o.outlier_z >= 0, "orchestration.outlier_z must be >= 0 (0 turns the check off)"),
+        (o.outlier_patience >= 1, "orchestration.outlier_patience must be >= 1"),
+        (0 < o.max_abs_value <= 1e150, "orchestration.max_abs_value must be in (0, 1e150]"),
+        (o.recovery_steps >= 1, "orchestration.recovery_steps must be >= 1"),
+        (1 <= k.krr_lags <= o.window // 2, "kernels.krr_lags must be in [1, window / 2]"),
+        (k.krr_bandwidth > 0, "kernels.krr_bandwidth must be > 0"),
+        (k.krr_ridge > 0, "kernels.krr_ridge must be > 0"),
+        (1 <= k.krr_cg_iters <= 100, "kernels.krr_cg_iters must be in [1, 100]"),
+        (1 <= k.density_hidden <= 64, "kernels.density_hidden must be in [1, 64]"),
+        (0 <= k.density_lr <= 1, "kernels.density_lr must be in [0, 1]"),
+        (0 < k.jd_alpha <= 1, "kernels.jd_alpha must be in (0, 1]"),
+        (0 < k.jd_theta_alpha <= 1, "kernels.jd_theta_alpha must be in (0, 1]"),
+        (k.jump_z > 0, "kernels.jump_z must be > 0"),
+        (k.stiffness_threshold > 0, "kernels.stiffness_threshold must be > 0"),
+        (k.stiffness_holder_gain >= 0, "kernels.stiffness_holder_gain must be >= 0"),
+        (1 <= k.logsig_depth <= 3, "kernels.logsig_depth must be 1, 2 or 3"),
+        (2 <= k.logsig_points <= o.window, "kernels.logsig_points must be in [2, window]"),
+        (0 < k.logsig_forgetting <= 1, "kernels.logsig_forgetting must be in (0, 1]"),
+        (k.logsig_clip > 0, "kernels.logsig_clip must be > 0"),
+        (c.k >= 0, "cusum.k must be >= 0"),
+        (c.h > 0, "cusum.h must be > 0"),
+        (c.kurtosis_gain >= 0, "cusum.kurtosis_gain must be >= 0"),
+        (0 < c.kurtosis_alpha <= 1, "cusum.kurtosis_alpha must be in (0, 1]"),
+        (c.grace_period_steps >= 0, "cusum.grace_period_steps must be >= 0"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
-    for value in (s.session_timeout_s, s.heartbeat_s, o.ewma_alpha, o.variance_alpha, o.interval_level):
-        if not math.isfinite(value):
-            raise ConfigError("config values must be finite")
+    for name, section in (("streams", s), ("orchestration", o), ("kernels", k), ("cusum", c)):
+        for f in fields(section):
+            value = getattr(section, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{name}.{f.name} must be finite")
 
 
 def load_config(path: str | Path | None) -> USPConfig:

@@ -1,127 +1,240 @@
 """Per-series state: a fixed-shape pytree of arrays, and its byte encoding for a Faust table.
 
 Fixed shapes let `orchestrate_step_batch` vmap over many series and make the encoding a plain
-concatenation of leaves. The encoding starts with a layout fingerprint, so a worker that meets state
-written by an incompatible version refuses it (and starts the series afresh) instead of misreading it.
+concatenation of leaves. Shapes depend on the config (window length, lags, hidden units, signature
+depth), so the encoding starts with a fingerprint of the layout: a worker that meets state written
+under another layout refuses it (and starts the series afresh) instead of misreading it.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 import native  # noqa: F401  (float64 on before any array is made)
+from models.config import PredictorConfig
+from native.cusum import CusumState
+from native.ewma import EwmKurtosis
+from native.kernels.density import MLPParams, mlp_init
+from native.kernels.jump_diffusion import JumpDiffusionState
+from native.kernels.krr import KRRState
+from native.kernels.logsig import LOGSIG_DIM, RLSState
 
 #: A pytree leaf: a NumPy array or scalar between ticks, a jax.Array inside a traced step.
 Leaf = Any
+
+N_KERNELS = 4
+
+
+class IngestState(NamedTuple):
+    """degraded: 1 while the series is in degraded mode; clean_run: accepted ticks in a row (for
+    hysteresis); frozen_run: identical values in a row; outlier_run: outliers refused in a row."""
+
+    degraded: Leaf
+    clean_run: Leaf
+    frozen_run: Leaf
+    outlier_run: Leaf
 
 
 class SeriesState(NamedTuple):
     """What USP remembers about one series between ticks.
 
-    n_obs: accepted observations so far.
-    last_ts: epoch ns of the last accepted observation (-1 before the first).
-    last_value: the last accepted value.
-    level: EWMA level, which is also the next prediction.
-    resid_var: EWMA of squared one-step residuals, the interval's scale.
-    prediction, lower, upper: the forecast made for the next tick.
-    rejected: observations refused for this series (stale or numerically unsafe).
+    n_obs, rejected: accepted and refused observations. last_ts (epoch ns, -1 before the first) and
+    last_value: of the last accepted one. window: the last `window` accepted values, oldest first.
+    vol_short, vol_long: EWMA of squared increments (value units squared).
+    ingest: input-check counters. krr, mlp, jd, rls: kernel A-D states. feat_b, feat_d: the inputs
+    kernels B and D predicted from, kept to train them once the next value arrives.
+    kernel_pred: each kernel's predicted next increment, in units of `unit`; kernel_loss: EWMA of each
+    kernel's squared error (same units); disagreement: EWMA of squared differences between kernels'
+    predictions, the transport cost between them. rho: fusion weights; f, g: Sinkhorn potentials (warm start).
+    resid: moments of the standardised residual (for kurtosis). cusum: CUSUM sums and grace counter.
+    log_mult: log of the conformal width multiplier. unit: the volatility unit predictions were made in.
+    spread: the fused predictive standard deviation in units of `unit`.
+    prediction, lower, upper: the forecast for the next tick. alarms: regime changes so far.
     """
 
     n_obs: Leaf
+    rejected: Leaf
     last_ts: Leaf
     last_value: Leaf
-    level: Leaf
-    resid_var: Leaf
+    window: Leaf
+    vol_short: Leaf
+    vol_long: Leaf
+    ingest: IngestState
+    krr: KRRState
+    mlp: MLPParams
+    jd: JumpDiffusionState
+    rls: RLSState
+    feat_b: Leaf
+    feat_d: Leaf
+    kernel_pred: Leaf
+    kernel_loss: Leaf
+    disagreement: Leaf
+    rho: Leaf
+    f: Leaf
+    g: Leaf
+    resid: EwmKurtosis
+    cusum: CusumState
+    log_mult: Leaf
+    unit: Leaf
+    spread: Leaf
     prediction: Leaf
     lower: Leaf
     upper: Leaf
-    rejected: Leaf
+    alarms: Leaf
 
 
-def init_state() -> SeriesState:
-    """State of a series USP has not seen yet.
-
-    >>> s = init_state()
-    >>> int(s.n_obs), int(s.last_ts)
-    (0, -1)
-    """
-    f = np.float64(0.0)
-    return SeriesState(
-        n_obs=np.int64(0),
-        last_ts=np.int64(-1),
+@functools.cache
+def _template(config: PredictorConfig) -> SeriesState:
+    # Built from jnp values (typed as the native states expect), then held as NumPy between ticks.
+    o, k = config.orchestration, config.kernels
+    f = jnp.float64(0.0)
+    i = jnp.int64(0)
+    n_in = k.krr_lags + 1
+    n_d = 1 + LOGSIG_DIM[k.logsig_depth]
+    state = SeriesState(
+        n_obs=i,
+        rejected=i,
+        last_ts=jnp.int64(-1),
         last_value=f,
-        level=f,
-        resid_var=f,
+        window=jnp.zeros(o.window),
+        vol_short=f,
+        vol_long=f,
+        ingest=IngestState(degraded=i, clean_run=i, frozen_run=i, outlier_run=i),
+        krr=KRRState(alpha=jnp.zeros(o.window - 1 - k.krr_lags)),
+        mlp=mlp_init(jax.random.PRNGKey(o.seed), n_in, k.density_hidden),
+        jd=JumpDiffusionState(theta=f, sxy=f, sxx=f, diff_var=jnp.float64(1.0), jump_rate=f, jump_mean=f,
+                              jump_m2=f),
+        rls=RLSState(w=jnp.zeros(n_d), P=jnp.eye(n_d)),
+        feat_b=jnp.zeros(n_in),
+        feat_d=jnp.zeros(n_d),
+        kernel_pred=jnp.zeros(N_KERNELS),
+        kernel_loss=jnp.ones(N_KERNELS),
+        disagreement=jnp.zeros((N_KERNELS, N_KERNELS)),
+        rho=jnp.full(N_KERNELS, 1.0 / N_KERNELS),
+        f=jnp.zeros(N_KERNELS),
+        g=jnp.zeros(N_KERNELS),
+        resid=EwmKurtosis(m2=jnp.float64(1.0), m4=jnp.float64(3.0)),
+        cusum=CusumState(pos=f, neg=f, grace=i),
+        log_mult=f,
+        unit=jnp.float64(1.0),
+        spread=f,
         prediction=f,
         lower=f,
         upper=f,
-        rejected=np.int64(0),
+        alarms=i,
     )
+    held: SeriesState = jax.tree_util.tree_map(np.asarray, state)
+    return held
 
 
-_TEMPLATE = init_state()
-_LEAF_SPECS = tuple((np.asarray(leaf).dtype, np.asarray(leaf).shape) for leaf in _TEMPLATE)
-_LAYOUT = hashlib.sha256(
-    repr((SeriesState._fields, [(d.str, s) for d, s in _LEAF_SPECS])).encode()
-).digest()[:8]
-_MAGIC = b"USPS"
-_HEADER = struct.Struct("<4s8s")
-STATE_BYTES = _HEADER.size + sum(d.itemsize * int(np.prod(s)) for d, s in _LEAF_SPECS)
+def init_state(config: PredictorConfig | None = None) -> SeriesState:
+    """State of a series USP has not seen yet (NumPy leaves; shapes follow the config).
+
+    >>> s = init_state()
+    >>> int(s.n_obs), int(s.last_ts), s.window.shape, s.rho.tolist()
+    (0, -1, (32,), [0.25, 0.25, 0.25, 0.25])
+    """
+    return _template(config or PredictorConfig())
 
 
 class StateLayoutError(ValueError):
-    """Bytes that are not a SeriesState of this version's layout."""
+    """Bytes that are not a SeriesState of this config's layout."""
+
+
+class _Layout(NamedTuple):
+    specs: tuple[tuple[np.dtype[Any], tuple[int, ...]], ...]
+    fingerprint: bytes
+    nbytes: int
+
+
+_MAGIC = b"USPS"
+_HEADER = struct.Struct("<4s8s")
+
+
+def _layout_of(state: SeriesState) -> _Layout:
+    leaves = jax.tree_util.tree_leaves(state)
+    specs = tuple((np.asarray(leaf).dtype, np.asarray(leaf).shape) for leaf in leaves)
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(state)[0]]
+    fingerprint = hashlib.sha256(repr((paths, [(d.str, s) for d, s in specs])).encode()).digest()[:8]
+    nbytes = _HEADER.size + sum(d.itemsize * int(np.prod(s)) for d, s in specs)
+    return _Layout(specs, fingerprint, nbytes)
+
+
+@functools.cache
+def _layout(config: PredictorConfig) -> _Layout:
+    return _layout_of(_template(config))
+
+
+def state_bytes(config: PredictorConfig | None = None) -> int:
+    """Size of one encoded state under `config`.
+
+    >>> state_bytes() <= 4096
+    True
+    """
+    return _layout(config or PredictorConfig()).nbytes
 
 
 def state_to_bytes(state: SeriesState) -> bytes:
     """Encode one series' state (unbatched) as bytes.
 
-    >>> len(state_to_bytes(init_state())) == STATE_BYTES
+    >>> len(state_to_bytes(init_state())) == state_bytes()
     True
     """
-    parts = [_HEADER.pack(_MAGIC, _LAYOUT)]
-    for leaf, (dtype, shape) in zip(state, _LEAF_SPECS, strict=True):
-        arr = np.asarray(leaf, dtype=dtype)
-        if arr.shape != shape:
-            raise StateLayoutError(f"leaf shape {arr.shape} != {shape}")
-        parts.append(arr.tobytes())
+    layout = _layout_of(state)
+    parts = [_HEADER.pack(_MAGIC, layout.fingerprint)]
+    parts.extend(np.ascontiguousarray(leaf).tobytes() for leaf in jax.tree_util.tree_leaves(state))
     return b"".join(parts)
 
 
-def state_from_bytes(data: bytes) -> SeriesState:
-    """Decode bytes written by `state_to_bytes`; raises StateLayoutError on any mismatch.
+def state_from_bytes(data: bytes, config: PredictorConfig | None = None) -> SeriesState:
+    """Decode bytes written by `state_to_bytes` under the same config; StateLayoutError otherwise.
 
     >>> s = state_from_bytes(state_to_bytes(init_state()))
     >>> int(s.last_ts)
     -1
     """
-    if len(data) != STATE_BYTES:
-        raise StateLayoutError(f"state is {len(data)} bytes, expected {STATE_BYTES}")
-    magic, layout = _HEADER.unpack_from(data)
-    if magic != _MAGIC or layout != _LAYOUT:
+    cfg = config or PredictorConfig()
+    layout = _layout(cfg)
+    if len(data) != layout.nbytes:
+        raise StateLayoutError(f"state is {len(data)} bytes, expected {layout.nbytes}")
+    magic, fingerprint = _HEADER.unpack_from(data)
+    if magic != _MAGIC or fingerprint != layout.fingerprint:
         raise StateLayoutError("state was written with a different layout")
     offset = _HEADER.size
     leaves = []
-    for dtype, shape in _LEAF_SPECS:
-        n = dtype.itemsize * int(np.prod(shape))
-        leaves.append(np.frombuffer(data, dtype=dtype, count=int(np.prod(shape)), offset=offset)
-                      .reshape(shape).copy())
-        offset += n
-    return SeriesState(*leaves)
+    for dtype, shape in layout.specs:
+        count = int(np.prod(shape))
+        leaves.append(np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape).copy())
+        offset += dtype.itemsize * count
+    treedef = jax.tree_util.tree_structure(_template(cfg))
+    result: SeriesState = jax.tree_util.tree_unflatten(treedef, leaves)
+    return result
 
 
-def stack_states(states: list[SeriesState], size: int | None = None) -> SeriesState:
+def stack_states(states: list[SeriesState], size: int | None = None,
+                 config: PredictorConfig | None = None) -> SeriesState:
     """Stack states along a new leading axis, padding with fresh states up to `size`."""
     padded = list(states)
     if size is not None:
-        padded.extend([_TEMPLATE] * (size - len(states)))
-    return SeriesState(*(np.stack([np.asarray(s[i]) for s in padded]) for i in range(len(_LEAF_SPECS))))
+        padded.extend([init_state(config)] * (size - len(states)))
+    stacked: SeriesState = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *padded)
+    return stacked
 
 
 def unstack_state(batch: SeriesState, index: int) -> SeriesState:
     """The `index`-th state of a stacked batch, as NumPy arrays."""
-    return SeriesState(*(np.asarray(leaf[index]) for leaf in batch))
+    one: SeriesState = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf[index]), batch)
+    return one
+
+
+def where_state(keep_new: Any, new: SeriesState, old: SeriesState) -> SeriesState:
+    """Leaf-wise select inside a traced step: `new` where keep_new, else `old`."""
+    chosen: SeriesState = jax.tree_util.tree_map(lambda a, b: jnp.where(keep_new, a, b), new, old)
+    return chosen

@@ -1,9 +1,27 @@
 """`orchestrate_step`: one tick of one series, a pure function of (state, observation, config).
 
-This is the foundation predictor: an EWMA level forecast with an interval from the bias-corrected
-EWMA of squared one-step residuals. It keeps the contract of DESIGN.md (pure, fixed shapes, rejected
-input leaves the state unchanged, NaN never enters state, mode as an int code) so the numeric core can
-replace the arithmetic without touching the plumbing.
+Steps 1-7 of DESIGN.md, in order, for observation x_t:
+
+1. ingest checks (stale, out of range, frozen, outlier); degraded mode starts on any refusal and ends
+   after `recovery_steps` clean ticks. A refused observation leaves the predictive state as it was.
+2. residual of the previous prediction; volatility (short and long EWMA of squared increments) and the
+   kernels' losses updated with this tick (no lag).
+3. kernels A-D are trained on the step they just saw and predict the next increment, in units of the
+   long-run volatility; the Hölder exponent of the window sets kernel C's stiffness threshold and
+   decides the robustness switch to kernel D.
+4. fusion: losses -> target weights; a volatility-coupled, warm-started Sinkhorn between the current
+   and target weights gives the transport cost that bounds the JKO step.
+5. CUSUM on the standardised residual with a kurtosis-adapted threshold; an alarm resets the weights to
+   uniform and starts a grace period in which the weights are frozen and no alarm fires.
+6. the interval: the fused predictive spread times a width multiplier updated online from the
+   interval's own hits and misses (adaptive conformal inference, Gibbs & Candes 2021), so empirical
+   coverage tracks the nominal level.
+7. the operating mode as an int code; a numeric safety gate keeps any non-finite or out-of-bounds value
+   out of state (the series keeps its last good state and reports diagnostic mode).
+
+Everything is jnp with `jnp.where` in place of branches, so the step jits, vmaps over series and scans
+over time. Float64 throughout: variances of values near 1e100 and Sinkhorn potentials at small epsilon
+both need it.
 """
 
 from __future__ import annotations
@@ -17,15 +35,33 @@ import jax.numpy as jnp
 from jax import Array
 from jax.scipy.special import erf
 
-from models.config import OrchestrationConfig
-from models.state import Leaf, SeriesState
-from native.ewma import ewm_debias, ewm_mean
+from models.config import PredictorConfig
+from models.state import N_KERNELS, IngestState, Leaf, SeriesState
+from native.cusum import cusum_update, kurtosis_threshold
+from native.ewma import ewm_debias, ewm_kurtosis, ewm_kurtosis_update, ewm_mean
+from native.holder import holder_exponent
+from native.jko import confidence_target, jko_step, simplex_check
+from native.kernels.density import density_predict, density_update
+from native.kernels.features import lag_embedding
+from native.kernels.jump_diffusion import jd_predict, jd_update
+from native.kernels.krr import krr_step
+from native.kernels.logsig import logsig_features, logsig_predict, rls_update
+from native.sinkhorn import OTProblem, sinkhorn, volatility_epsilon
 
 MODE_INFERENCE, MODE_CALIBRATION, MODE_DIAGNOSTIC = 0, 1, 2
 MODE_NAMES = ("inference", "calibration", "diagnostic")
 
-REASON_OK, REASON_STALE, REASON_NUMERIC = 0, 1, 2
-REASON_NAMES = ("ok", "stale", "non_finite")
+REASON_OK, REASON_STALE, REASON_NUMERIC, REASON_FROZEN, REASON_OUTLIER, REASON_RANGE = 0, 1, 2, 3, 4, 5
+REASON_NAMES = ("ok", "stale", "non_finite", "frozen", "outlier", "out_of_range")
+
+KERNEL_NAMES = ("A_krr", "B_density", "C_jump_diffusion", "D_logsig")
+KERNEL_D = 3
+
+#: No float in an accepted state may exceed this in magnitude (squares must stay finite).
+STATE_BOUND = 1e250
+#: Normalised quantities (increments, standardised residuals) are clipped here: a 1e6-sigma jump says
+#: nothing more than a 50-sigma one, and the clip keeps every kernel's arithmetic tame.
+Z_CLIP = 50.0
 
 
 class Observation(NamedTuple):
@@ -36,7 +72,16 @@ class Observation(NamedTuple):
 
 
 class StepResult(NamedTuple):
-    """What a tick produced. prediction/lower/upper are for the next tick of the series."""
+    """What a tick produced. prediction/lower/upper/weights are for the next tick of the series.
+
+    accepted, reason: whether the observation entered state, and why not (REASON_NAMES).
+    residual: observation minus the previous prediction (0 when refused).
+    mode: MODE_NAMES code. anomaly_score: in [0, 1]. regime_change: a CUSUM alarm this tick.
+    cusum, cusum_threshold: the statistic and h_t. degraded: degraded mode after this tick.
+    kernel_predictions: each kernel's forecast of the next value. holder: the window's Hölder exponent.
+    entropy: kernel B's predictive entropy (nats, value units). epsilon, sinkhorn_iterations,
+    sinkhorn_error: the fusion solve.
+    """
 
     accepted: Array
     reason: Array
@@ -44,95 +89,251 @@ class StepResult(NamedTuple):
     prediction: Array
     lower: Array
     upper: Array
+    weights: Array
     mode: Array
     anomaly_score: Array
+    regime_change: Array
+    cusum: Array
+    cusum_threshold: Array
+    degraded: Array
+    kernel_predictions: Array
+    holder: Array
+    entropy: Array
+    epsilon: Array
+    sinkhorn_iterations: Array
+    sinkhorn_error: Array
 
 
-def orchestrate_step(
-    state: SeriesState, obs: Observation, config: OrchestrationConfig
-) -> tuple[SeriesState, StepResult]:
+def _ingest(state: SeriesState, ts: Array, x: Array, config: PredictorConfig) -> tuple[Array, Array, Array]:
+    """(reason code, frozen_run, outlier_run) for x against the state's history."""
+    o = config.orchestration
+    first = state.n_obs == 0
+    stale = jnp.logical_and(~first, ts <= state.last_ts)
+    out_of_range = jnp.logical_or(~jnp.isfinite(x), jnp.abs(x) > o.max_abs_value)
+    same = jnp.logical_and(~first, x == state.last_value)
+    frozen_run = jnp.where(same, state.ingest.frozen_run + 1, 0)
+    frozen = jnp.logical_and(o.frozen_steps > 0, frozen_run >= o.frozen_steps)
+    sigma = (state.upper - state.prediction) / config.orchestration.interval_z
+    candidate = (o.outlier_z > 0) & (state.n_obs > o.warmup_steps) & (sigma > 0) & \
+        (jnp.abs(x - state.prediction) > o.outlier_z * sigma)
+    outlier_run = jnp.where(candidate, state.ingest.outlier_run + 1, 0)
+    outlier = jnp.logical_and(candidate, outlier_run < o.outlier_patience)
+    reason = jnp.select([stale, out_of_range, frozen, outlier],
+                        [REASON_STALE, REASON_RANGE, REASON_FROZEN, REASON_OUTLIER], REASON_OK)
+    return reason, frozen_run, outlier_run
+
+
+def _advance(state: SeriesState, obs: Observation, x: Array,
+             config: PredictorConfig) -> tuple[SeriesState, StepResult]:
+    """Steps 2-7 as if x were accepted; the caller decides whether the result may enter state."""
+    o, kc, cc = config.orchestration, config.kernels, config.cusum
+    first = state.n_obs == 0
+    n_obs = state.n_obs + 1
+    x_prev = jnp.where(first, x, state.last_value)
+    inc = x - x_prev
+    residual = jnp.where(first, 0.0, x - state.prediction)
+
+    # 2. Volatility, in value units; `unit` is the long-run volatility kernels work in.
+    vol_short = ewm_mean(state.vol_short, inc * inc, o.volatility_alpha)
+    vol_long = ewm_mean(state.vol_long, inc * inc, o.volatility_long_alpha)
+    var_short = ewm_debias(vol_short, n_obs - 1, o.volatility_alpha)
+    var_long = ewm_debias(vol_long, n_obs - 1, o.volatility_long_alpha)
+    floor = 1e-9 * (1.0 + jnp.abs(x))
+    unit = jnp.maximum(jnp.sqrt(var_long), floor)
+    ratio = jnp.where(var_long > 0, jnp.sqrt(var_short / jnp.where(var_long > 0, var_long, 1.0)), 1.0)
+    vol_excess = jnp.maximum(ratio - 1.0, 0.0)
+
+    u = jnp.clip(inc / state.unit, -Z_CLIP, Z_CLIP)  # the increment in the unit it was predicted in
+    err = u - state.kernel_pred
+    # The unit is known once one increment has been seen; before that, errors in it mean nothing.
+    learn = state.n_obs >= 2
+    loss_alpha = jnp.minimum(o.loss_alpha * (1.0 + vol_excess), 0.5)
+    kernel_loss = jnp.where(~learn, state.kernel_loss,
+                            ewm_mean(state.kernel_loss, jnp.minimum(err * err, Z_CLIP ** 2), loss_alpha))
+
+    # 3. Train on the step just seen, then predict the next one.
+    learn_b = learn & (state.n_obs > kc.krr_lags + 1)
+    learn_d = learn & (state.n_obs > kc.logsig_points)
+    # A zero learning rate is the cheap way to skip an update (no select per parameter leaf).
+    mlp = density_update(state.mlp, state.feat_b, u, kc.density_lr * learn_b)
+    rls = rls_update(state.rls, state.feat_d, u, kc.logsig_forgetting, kc.logsig_clip)
+    rls = jax.tree_util.tree_map(lambda new, old: jnp.where(learn_d, new, old), rls, state.rls)
+    jd = jd_update(state.jd, x_prev, x, state.unit, kc.jd_alpha * learn, kc.jd_theta_alpha * learn, kc.jump_z)
+    jd = jd._replace(theta=jnp.where(first, x, jd.theta))
+
+    window = jnp.where(first, jnp.full_like(state.window, x), jnp.concatenate([state.window[1:], x[None]]))
+    holder = holder_exponent(window)
+    full = n_obs >= o.window
+    rough = jnp.logical_and(full, holder < o.rough_holder)
+    stiffness_threshold = kc.stiffness_threshold * (jnp.maximum(holder, 0.05) / 0.5) ** kc.stiffness_holder_gain
+
+    emb = lag_embedding(window, unit, kc.krr_lags)
+    krr, a = krr_step(state.krr, emb, kc.krr_bandwidth, kc.krr_ridge, kc.krr_cg_iters)
+    b = density_predict(mlp, emb.x_new)
+    c = jd_predict(jd, x, unit, stiffness_threshold)
+    feat_d = logsig_features(window, unit, kc.logsig_points, kc.logsig_depth)
+    d = logsig_predict(rls, feat_d)
+    preds = jnp.clip(jnp.stack([a.prediction, b.prediction, c.prediction, d.prediction]), -Z_CLIP, Z_CLIP)
+
+    # 4. Fusion: target weights from losses; Sinkhorn prices the move; JKO takes a bounded step.
+    target = confidence_target(kernel_loss, o.fusion_beta)
+    # The cost of moving weight from kernel i to j is how much they have disagreed lately (EWMA of the
+    # squared difference of their predictions): it changes slowly, so last tick's potentials are a good
+    # start. It is scaled by its largest entry (ott-jax's scale_cost="max_cost"), so epsilon is unit-free
+    # and every tick's problem is equally well conditioned; potentials are kept in units of epsilon,
+    # which is what stays comparable from one tick to the next for the warm start.
+    disagreement = jnp.where(learn, ewm_mean(state.disagreement, (preds[:, None] - preds[None, :]) ** 2,
+                                             loss_alpha), state.disagreement)
+    cost = disagreement
+    cost_scale = jnp.maximum(jnp.max(cost), 1e-12)
+    eps = volatility_epsilon(o.sinkhorn_eps0, o.sinkhorn_eps_min, o.sinkhorn_vol_coupling, vol_excess)
+    sk = sinkhorn(OTProblem(state.rho, target, cost / cost_scale), eps, state.f * eps, state.g * eps,
+                  tol=o.sinkhorn_tol, max_iter=o.sinkhorn_max_iter)
+    tau = o.jko_tau / (1.0 + vol_excess)
+    rho = jko_step(state.rho, sk.plan.sum(axis=0), tau, sk.reg_cost * cost_scale, o.jko_radius)
+
+    # 5. CUSUM on the residual standardised by the spread predicted for this tick.
+    warm = state.n_obs > o.warmup_steps
+    sigma_prev = state.spread * state.unit
+    z = jnp.where(warm & (sigma_prev > 0), jnp.clip(residual / jnp.where(sigma_prev > 0, sigma_prev, 1.0),
+                                                     -Z_CLIP, Z_CLIP), 0.0)
+    resid = ewm_kurtosis_update(state.resid, z, cc.kurtosis_alpha)
+    resid = jax.tree_util.tree_map(lambda new, old: jnp.where(warm, new, old), resid, state.resid)
+    # h_t comes from the kurtosis *before* this tick: a large z must not raise its own threshold.
+    threshold = kurtosis_threshold(cc.h, ewm_kurtosis(state.resid), cc.kurtosis_gain)
+    cus = cusum_update(state.cusum, z, cc.k, threshold, cc.grace_period_steps)
+    alarm = jnp.logical_and(cus.alarm, warm)
+    cusum_state = jax.tree_util.tree_map(lambda new, old: jnp.where(warm, new, old), cus.state, state.cusum)
+    uniform = jnp.full(N_KERNELS, 1.0 / N_KERNELS)
+    in_grace = state.cusum.grace > 0
+    rho = jnp.where(alarm, uniform, jnp.where(in_grace, state.rho, rho))
+    kernel_loss = jnp.where(alarm, jnp.full(N_KERNELS, jnp.mean(kernel_loss)), kernel_loss)
+    jd = jd._replace(theta=jnp.where(alarm, x, jd.theta))
+
+    # Robustness switch: on a path too rough to trust the others, kernel D alone predicts.
+    weights = jnp.where(rough, jax.nn.one_hot(KERNEL_D, N_KERNELS, dtype=rho.dtype), rho)
+    fused = weights @ preds
+    spread = jnp.sqrt(jnp.maximum(weights @ (kernel_loss + (preds - fused) ** 2), 1e-12))
+
+    # 6. Interval: ACI-style update of the log width multiplier from whether x fell in last interval.
+    miss = jnp.logical_or(x < state.lower, x > state.upper).astype(jnp.float64)
+    miss_rate = 1.0 - o.interval_level
+    log_mult = jnp.where(warm, state.log_mult + o.conformal_gamma * (miss - miss_rate) / miss_rate ** 0.5, 0.0)
+    log_mult = jnp.clip(log_mult, -3.0, 3.0)
+    prediction = x + unit * fused
+    half = o.interval_z * spread * unit * jnp.exp(log_mult)
+    lower = jnp.minimum(prediction - half, prediction)
+    upper = jnp.maximum(prediction + half, prediction)
+
+    # How surprising x was under the previous predictive distribution (calibrated width): in [0, 1].
+    prior_half = state.upper - state.prediction
+    z_cal = jnp.abs(residual) * o.interval_z / jnp.where(prior_half > 0, prior_half, 1.0)
+    # Until warm-up ends the interval is not calibrated, so surprise against it means nothing yet.
+    anomaly = jnp.where(~warm, 0.0, jnp.where(prior_half > 0, erf(z_cal / jnp.sqrt(2.0)),
+                                              jnp.where(residual == 0, 0.0, 1.0)))
+
+    new = state._replace(
+        n_obs=n_obs, last_ts=obs.ts, last_value=x, window=window, vol_short=vol_short, vol_long=vol_long,
+        krr=krr, mlp=mlp, jd=jd, rls=rls, feat_b=emb.x_new, feat_d=feat_d, kernel_pred=preds,
+        kernel_loss=kernel_loss, disagreement=disagreement, rho=rho, f=sk.f / eps, g=sk.g / eps, resid=resid,
+        cusum=cusum_state,
+        log_mult=log_mult, unit=unit, spread=spread, prediction=prediction, lower=lower, upper=upper,
+        alarms=state.alarms + alarm.astype(state.alarms.dtype),
+    )
+    result = StepResult(
+        accepted=jnp.bool_(True), reason=jnp.int32(REASON_OK), residual=residual, prediction=prediction,
+        lower=lower, upper=upper, weights=weights, mode=jnp.int32(MODE_INFERENCE), anomaly_score=anomaly,
+        regime_change=alarm, cusum=cus.statistic, cusum_threshold=threshold, degraded=jnp.bool_(False),
+        kernel_predictions=x + unit * preds, holder=holder,
+        entropy=b.entropy + jnp.log(unit), epsilon=sk.epsilon, sinkhorn_iterations=sk.iterations,
+        sinkhorn_error=sk.marginal_error,
+    )
+    return new, result
+
+
+def _within_bounds(state: SeriesState) -> Array:
+    # One concatenated reduction instead of one per leaf: inside a scan each op has a fixed cost.
+    leaves = [jnp.ravel(leaf) for leaf in jax.tree_util.tree_leaves(state)
+              if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.floating)]
+    largest = jnp.max(jnp.abs(jnp.concatenate(leaves)))  # NaN propagates, and NaN <= bound is False
+    return jnp.logical_and(largest <= STATE_BOUND, simplex_check(state.rho, 1e-6).valid)
+
+
+def orchestrate_step(state: SeriesState, obs: Observation,
+                     config: PredictorConfig) -> tuple[SeriesState, StepResult]:
     """Advance one series by one observation.
 
     >>> import numpy as np
     >>> from models.state import init_state
-    >>> cfg = OrchestrationConfig(warmup_steps=1)
-    >>> s, r = orchestrate_step(init_state(), Observation(np.int64(1), np.float64(10.0)), cfg)
-    >>> float(r.prediction), bool(r.accepted)
-    (10.0, True)
+    >>> cfg = PredictorConfig()
+    >>> s, r = orchestrate_step(init_state(cfg), Observation(np.int64(1), np.float64(10.0)), cfg)
+    >>> float(r.prediction), bool(r.accepted), r.weights.tolist()
+    (10.0, True, [0.25, 0.25, 0.25, 0.25])
     >>> s, r = orchestrate_step(s, Observation(np.int64(1), np.float64(11.0)), cfg)  # same ts
-    >>> bool(r.accepted), REASON_NAMES[int(r.reason)]
-    (False, 'stale')
+    >>> bool(r.accepted), REASON_NAMES[int(r.reason)], bool(r.degraded)
+    (False, 'stale', True)
     """
+    o = config.orchestration
     # XLA on CPU flushes subnormals to zero inside arithmetic but not in a pass-through; flushing the
     # input once makes every derived number agree (found by hypothesis: value 2.2e-313).
-    value = jnp.where(jnp.abs(obs.value) < jnp.finfo(jnp.float64).tiny, 0.0, obs.value)
-    obs = Observation(ts=obs.ts, value=value)
-    first = state.n_obs == 0
-    stale = jnp.logical_and(~first, obs.ts <= state.last_ts)
+    x = jnp.asarray(obs.value, jnp.float64)
+    x = jnp.where(jnp.abs(x) < jnp.finfo(jnp.float64).tiny, 0.0, x)
+    reason, frozen_run, outlier_run = _ingest(state, obs.ts, x, config)
+    safe_x = jnp.where(reason == REASON_RANGE, state.last_value, x)  # keep inf/huge out of the arithmetic
+    candidate, result = _advance(state, obs, safe_x, config)
 
-    residual = jnp.where(first, 0.0, obs.value - state.prediction)
-    level = jnp.where(first, obs.value, ewm_mean(state.level, obs.value, config.ewma_alpha))
-    resid_var = jnp.where(
-        first, 0.0, ewm_mean(state.resid_var, residual * residual, config.variance_alpha)
+    # Refused input, or a candidate that fails the numeric gate, keeps the old state whole. A cond
+    # costs one branch in a scan where a select would cost one op per leaf; under vmap it becomes that
+    # select anyway.
+    sound = _within_bounds(candidate)
+    reason = jnp.where((reason == REASON_OK) & ~sound, REASON_NUMERIC, reason)
+    accepted = reason == REASON_OK
+    new = jax.lax.cond(accepted, lambda: candidate, lambda: state)
+
+    clean_run = jnp.where(accepted, state.ingest.clean_run + 1, 0)
+    degraded = jnp.where(accepted, (state.ingest.degraded > 0) & (clean_run < o.recovery_steps), True)
+    new = new._replace(
+        rejected=state.rejected + (~accepted).astype(state.rejected.dtype),
+        ingest=IngestState(degraded=degraded.astype(state.ingest.degraded.dtype), clean_run=clean_run,
+                           frozen_run=frozen_run, outlier_run=jnp.where(accepted, 0, outlier_run)),
     )
-    n_obs = state.n_obs + 1
-    scale = jnp.sqrt(ewm_debias(resid_var, n_obs - 1, config.variance_alpha))
-    half_width = config.interval_z * scale
-    # min/max keep lower <= prediction <= upper even where XLA flushes subnormals to zero.
-    lower = jnp.minimum(level - half_width, level)
-    upper = jnp.maximum(level + half_width, level)
-
-    candidate = SeriesState(
-        n_obs=n_obs,
-        last_ts=obs.ts,
-        last_value=obs.value,
-        level=level,
-        resid_var=resid_var,
-        prediction=level,
-        lower=lower,
-        upper=upper,
-        rejected=state.rejected,
-    )
-    finite = jnp.all(jnp.stack([jnp.isfinite(x) for x in (level, resid_var, lower, upper, residual)]))
-    accepted = jnp.logical_and(~stale, finite)
-    reason = jnp.where(stale, REASON_STALE, jnp.where(finite, REASON_OK, REASON_NUMERIC))
-
-    # How surprising x was under the previous tick's predictive distribution: 2 Phi(|z|) - 1, in [0, 1].
-    prior_half = 0.5 * (state.upper - state.lower)
-    z = jnp.abs(residual) * config.interval_z / jnp.where(prior_half > 0, prior_half, 1.0)
-    anomaly = jnp.where(prior_half > 0, erf(z / jnp.sqrt(2.0)), jnp.where(residual == 0, 0.0, 1.0))
-
-    new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(accepted, new, old), candidate, state)
-    new_state = new_state._replace(rejected=state.rejected + (~accepted).astype(state.rejected.dtype))
-
-    mode = jnp.where(
-        ~finite, MODE_DIAGNOSTIC, jnp.where(new_state.n_obs > config.warmup_steps, MODE_INFERENCE,
-                                            MODE_CALIBRATION)
-    )
-    result = StepResult(
+    mode = jnp.where(reason == REASON_NUMERIC, MODE_DIAGNOSTIC,
+                     jnp.where((new.n_obs > o.warmup_steps) & ~degraded, MODE_INFERENCE, MODE_CALIBRATION))
+    kept = jnp.where(accepted, result.kernel_predictions, state.last_value + state.unit * state.kernel_pred)
+    result = result._replace(
         accepted=accepted,
         reason=reason.astype(jnp.int32),
-        residual=jnp.where(accepted, residual, 0.0),
-        prediction=new_state.prediction,
-        lower=new_state.lower,
-        upper=new_state.upper,
+        residual=jnp.where(accepted, result.residual, 0.0),
+        prediction=new.prediction,
+        lower=new.lower,
+        upper=new.upper,
+        weights=jnp.where(accepted, result.weights, state.rho),
         mode=mode.astype(jnp.int32),
-        anomaly_score=jnp.where(accepted & ~first, anomaly, 0.0),
+        anomaly_score=jnp.where(reason == REASON_NUMERIC, 0.0, result.anomaly_score),
+        regime_change=jnp.logical_and(accepted, result.regime_change),
+        cusum=jnp.where(accepted, result.cusum, jnp.maximum(state.cusum.pos, state.cusum.neg)),
+        degraded=degraded,
+        kernel_predictions=kept,
+        # A refused candidate's diagnostics may be exactly what the gate caught (NaN): report zeros.
+        holder=jnp.where(accepted, result.holder, 0.0),
+        entropy=jnp.where(accepted, result.entropy, 0.0),
+        epsilon=jnp.where(accepted, result.epsilon, 0.0),
+        sinkhorn_iterations=jnp.where(accepted, result.sinkhorn_iterations, 0),
+        sinkhorn_error=jnp.where(accepted, result.sinkhorn_error, 0.0),
     )
-    return new_state, result
+    return new, result
 
 
 StepFn = Callable[[SeriesState, Observation], tuple[SeriesState, StepResult]]
 
 
 @functools.cache
-def _compiled_batch(config: OrchestrationConfig) -> StepFn:
+def _compiled_batch(config: PredictorConfig) -> StepFn:
     step = functools.partial(orchestrate_step, config=config)
     return jax.jit(jax.vmap(step))
 
 
-def orchestrate_step_batch(
-    states: SeriesState, obs: Observation, config: OrchestrationConfig
-) -> tuple[SeriesState, StepResult]:
+def orchestrate_step_batch(states: SeriesState, obs: Observation,
+                           config: PredictorConfig) -> tuple[SeriesState, StepResult]:
     """`orchestrate_step` vmapped over a leading batch axis; compiled once per (config, batch size)."""
     return _compiled_batch(config)(states, obs)

@@ -65,3 +65,35 @@ def ewm_debias(value: ArrayLike, n: ArrayLike, alpha: float) -> Array:
     """
     weight = 1.0 - (1.0 - alpha) ** jnp.asarray(n, dtype=jnp.float64)
     return jnp.where(weight > 0, jnp.asarray(value) / jnp.where(weight > 0, weight, 1.0), 0.0)
+
+
+class EwmKurtosis(NamedTuple):
+    """Exponentially weighted second and fourth moments of a zero-mean stream (e.g. residuals)."""
+
+    m2: Array
+    m4: Array
+
+
+def ewm_kurtosis_update(moments: EwmKurtosis, z: ArrayLike, alpha: ArrayLike) -> EwmKurtosis:
+    """Fold a residual into the moments; residuals are already centred, so no mean is tracked.
+
+    >>> import native
+    >>> m = ewm_kurtosis_update(EwmKurtosis(jnp.float64(1.0), jnp.float64(3.0)), 2.0, 0.5)
+    >>> float(m.m2), float(m.m4)
+    (2.5, 9.5)
+    """
+    zz = jnp.asarray(z)
+    z2 = zz * zz
+    return EwmKurtosis(m2=ewm_mean(moments.m2, z2, alpha), m4=ewm_mean(moments.m4, z2 * z2, alpha))
+
+
+def ewm_kurtosis(moments: EwmKurtosis) -> Array:
+    """m4 / m2^2; 3 (Gaussian) while there is no variance to measure.
+
+    >>> import native
+    >>> float(ewm_kurtosis(EwmKurtosis(jnp.float64(2.0), jnp.float64(12.0))))
+    3.0
+    """
+    m2 = jnp.asarray(moments.m2)
+    ok = m2 > 0
+    return jnp.where(ok, moments.m4 / jnp.where(ok, m2 * m2, 1.0), 3.0)

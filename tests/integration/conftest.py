@@ -24,6 +24,8 @@ from streams.tail import partitions_of
 from streams.topics import DEADLETTER, EVENTS, OBSERVATIONS, PREDICTIONS
 
 PARTITIONS = 4
+#: Deadline for a worker to announce its partitions (process start, bucket compiles, group join).
+WORKER_READY_S = 180
 
 
 class Collector:
@@ -61,6 +63,13 @@ class Collector:
     def predictions_for(self, series_id: str) -> list[dict[str, Any]]:
         return [p for p in self.records[PREDICTIONS] if p["series_id"] == series_id]
 
+    def deadletters_for(self, series_id: str) -> list[dict[str, Any]]:
+        return [d for d in self.records[DEADLETTER] if d["series_id"] == series_id]
+
+    def events_for(self, series_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in self.records[EVENTS]
+                if e["series_id"] == series_id and (kind is None or e["kind"] == kind)]
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)
@@ -84,7 +93,11 @@ def collector(broker: EmbeddedBroker) -> Iterator[Collector]:
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
     path = tmp_path / "config.toml"
-    path.write_text(f"[streams]\npartitions = {PARTITIONS}\n[orchestration]\nwarmup_steps = 5\n")
+    # Every integration test shares this config, so a worker start compiles (or loads from JAX's
+    # persistent cache) one set of buckets. frozen_steps and recovery_steps are small so a short test
+    # series can be frozen and then recover.
+    path.write_text(f"[streams]\npartitions = {PARTITIONS}\n"
+                    "[orchestration]\nwarmup_steps = 5\nfrozen_steps = 5\nrecovery_steps = 3\n")
     return path
 
 
@@ -100,7 +113,14 @@ def start_worker(broker: EmbeddedBroker, collector: Collector, config_file: Path
                                "--data-dir", str(tmp_path / name), "--web-port", str(free_port())],
                               name)
         workers.append(worker)
-        collector.wait_for(lambda: collector.ready_events() > before, 120, f"{name} to be ready", worker)
+        started = time.monotonic()
+        # A cold start compiles six batch buckets of the step (about 30 s on a 2-core machine); a start
+        # with JAX's persistent cache warm takes a few seconds.
+        collector.wait_for(lambda: collector.ready_events() > before, WORKER_READY_S, f"{name} to be ready",
+                           worker)
+        ready = [e for e in collector.records[EVENTS] if e["kind"] == "worker_ready"][-1]
+        print(f"{name} ready in {time.monotonic() - started:.1f} s "
+              f"(compile warm-up {ready['details'].get('warm_up_s')} s)")
         return worker
 
     yield start

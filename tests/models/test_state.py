@@ -1,40 +1,177 @@
+"""SeriesState: config-dependent shapes, byte encoding with a layout fingerprint, stacking."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
 import numpy as np
 import pytest
 
+from models.config import CusumConfig, KernelsConfig, OrchestrationConfig, PredictorConfig
 from models.state import (
-    STATE_BYTES,
+    N_KERNELS,
+    SeriesState,
     StateLayoutError,
     init_state,
     stack_states,
+    state_bytes,
     state_from_bytes,
     state_to_bytes,
     unstack_state,
 )
+from native.kernels.logsig import LOGSIG_DIM
+
+CFG = PredictorConfig()
+W16 = PredictorConfig(orchestration=OrchestrationConfig(window=16))
+W64 = PredictorConfig(orchestration=OrchestrationConfig(window=64))
 
 
-def test_round_trip_keeps_every_leaf_exactly() -> None:
-    state = init_state()._replace(n_obs=np.int64(7), last_ts=np.int64(1_700_000_000_123_456_789),
-                                  level=np.float64(1e300), lower=np.float64(-0.1))
+def leaves_with_paths(state: Any) -> list[tuple[str, np.ndarray]]:
+    flat, _ = jax.tree_util.tree_flatten_with_path(state)
+    return [(jax.tree_util.keystr(path), np.asarray(leaf)) for path, leaf in flat]
+
+
+def randomised(state: SeriesState, seed: int = 0) -> SeriesState:
+    """Every leaf replaced by distinct random content of the same dtype and shape (extremes included)."""
+    rng = np.random.default_rng(seed)
+
+    def fill(leaf: Any) -> np.ndarray:
+        a = np.asarray(leaf)
+        if np.issubdtype(a.dtype, np.floating):
+            out = rng.standard_normal(a.shape) * 10.0 ** rng.integers(-300, 300, size=a.shape)
+            return out.astype(a.dtype)
+        return rng.integers(-(2 ** 62), 2 ** 62, size=a.shape).astype(a.dtype)
+
+    out: SeriesState = jax.tree_util.tree_map(fill, state)
+    return out
+
+
+@pytest.mark.parametrize("cfg", [CFG, W16, W64], ids=["w32", "w16", "w64"])
+def test_round_trip_keeps_every_nested_leaf_exactly(cfg: PredictorConfig) -> None:
+    state = randomised(init_state(cfg), seed=cfg.orchestration.window)
+    state = state._replace(last_ts=np.int64(1_700_000_000_123_456_789), last_value=np.float64(1e300),
+                           lower=np.float64(-0.1), spread=np.float64(5e-324))
+    data = state_to_bytes(state)
+    assert len(data) == state_bytes(cfg)
+    back = state_from_bytes(data, cfg)
+    assert str(jax.tree_util.tree_structure(back)) == str(jax.tree_util.tree_structure(state))
+    original = leaves_with_paths(state)
+    decoded = leaves_with_paths(back)
+    assert [p for p, _ in original] == [p for p, _ in decoded]
+    assert any("mlp" in p for p, _ in original) and any("cusum" in p for p, _ in original)  # nested
+    for (path, a), (_, b) in zip(original, decoded, strict=True):
+        assert a.dtype == b.dtype, path
+        assert a.shape == b.shape, path
+        assert a.tobytes() == b.tobytes(), path
+        assert b.flags.writeable, path  # decoded leaves are owned copies, not views of the bytes
+
+
+def test_round_trip_keeps_nan_and_inf_bits() -> None:
+    state = init_state()._replace(prediction=np.float64(np.nan), upper=np.float64(np.inf),
+                                  lower=np.float64(-np.inf), log_mult=np.float64(-0.0))
     back = state_from_bytes(state_to_bytes(state))
-    for a, b in zip(state, back, strict=True):
-        assert np.asarray(a).dtype == b.dtype
-        assert np.array_equal(np.asarray(a), b)
+    assert np.isnan(back.prediction) and back.upper == np.inf and back.lower == -np.inf
+    assert np.signbit(back.log_mult)
 
 
-def test_state_is_small() -> None:
-    assert len(state_to_bytes(init_state())) == STATE_BYTES <= 4096
+@pytest.mark.parametrize("cfg", [CFG, W16, W64], ids=["w32", "w16", "w64"])
+def test_state_is_small(cfg: PredictorConfig) -> None:
+    assert len(state_to_bytes(init_state(cfg))) == state_bytes(cfg) <= 4096
 
 
-def test_foreign_bytes_are_refused() -> None:
+def test_shapes_follow_the_config() -> None:
+    k = KernelsConfig(krr_lags=3, density_hidden=5, logsig_depth=3, logsig_points=6)
+    cfg = PredictorConfig(orchestration=OrchestrationConfig(window=16), kernels=k)
+    s = init_state(cfg)
+    assert s.window.shape == (16,)
+    assert s.krr.alpha.shape == (16 - 1 - 3,)  # one coefficient per training row of the lag embedding
+    assert s.mlp.w1.shape == (3 + 1, 5)
+    assert s.mlp.w2.shape == (5, 2)
+    assert s.feat_b.shape == (3 + 1,)
+    assert s.rls.w.shape == s.feat_d.shape == (1 + LOGSIG_DIM[3],)
+    assert s.rls.P.shape == (1 + LOGSIG_DIM[3],) * 2
+    assert s.rho.shape == s.f.shape == s.g.shape == s.kernel_loss.shape == (N_KERNELS,)
+    assert s.disagreement.shape == (N_KERNELS, N_KERNELS)
+
+
+def test_fresh_state() -> None:
+    s = init_state(CFG)
+    assert int(s.n_obs) == 0 and int(s.rejected) == 0 and int(s.last_ts) == -1
+    assert s.last_ts.dtype == np.int64
+    np.testing.assert_array_equal(s.rho, np.full(N_KERNELS, 1.0 / N_KERNELS))
+    np.testing.assert_array_equal(s.rls.P, np.eye(s.rls.P.shape[0]))
+    for path, leaf in leaves_with_paths(s):
+        assert isinstance(leaf, np.ndarray), path
+        assert np.all(np.isfinite(leaf)), path
+    # The same seed gives every series the same initial network; another seed another one.
+    seeded = init_state(PredictorConfig(orchestration=OrchestrationConfig(seed=1)))
+    assert not np.array_equal(seeded.mlp.w1, s.mlp.w1)
+    np.testing.assert_array_equal(init_state(PredictorConfig()).mlp.w1, s.mlp.w1)
+
+
+def test_state_written_under_another_window_is_refused() -> None:
+    data = state_to_bytes(init_state(CFG))  # window = 32
+    with pytest.raises(StateLayoutError):
+        state_from_bytes(data, W16)
+    with pytest.raises(StateLayoutError):
+        state_from_bytes(state_to_bytes(init_state(W16)), CFG)
+
+
+def test_same_size_but_other_layout_is_refused_by_the_fingerprint() -> None:
+    """lags 7, hidden 4, depth 3 encodes to exactly as many bytes as the defaults (lags 4, hidden 8,
+    depth 2) with different shapes: only the fingerprint can tell them apart."""
+    other = PredictorConfig(kernels=KernelsConfig(krr_lags=7, density_hidden=4, logsig_depth=3))
+    assert state_bytes(other) == state_bytes(CFG)
+    with pytest.raises(StateLayoutError, match="different layout"):
+        state_from_bytes(state_to_bytes(init_state(CFG)), other)
+    with pytest.raises(StateLayoutError, match="different layout"):
+        state_from_bytes(state_to_bytes(init_state(other)), CFG)
+    good = state_to_bytes(init_state(CFG))
+    forged = good[:4] + bytes(8) + good[12:]  # right size, wrong fingerprint
+    with pytest.raises(StateLayoutError, match="different layout"):
+        state_from_bytes(forged, CFG)
+
+
+def test_corrupt_or_truncated_bytes_are_refused() -> None:
     good = state_to_bytes(init_state())
     with pytest.raises(StateLayoutError):
         state_from_bytes(good[:-1])
     with pytest.raises(StateLayoutError):
+        state_from_bytes(good + b"\x00")
+    with pytest.raises(StateLayoutError):
         state_from_bytes(b"XXXX" + good[4:])
+    with pytest.raises(StateLayoutError):
+        state_from_bytes(b"")
+
+
+def test_config_changes_that_keep_the_layout_keep_the_state() -> None:
+    data = state_to_bytes(init_state(CFG))
+    other = PredictorConfig(orchestration=OrchestrationConfig(jko_tau=0.3, warmup_steps=5),
+                            cusum=CusumConfig(h=8.0))
+    back = state_from_bytes(data, other)
+    assert int(back.last_ts) == -1
 
 
 def test_stack_pads_with_fresh_states_and_unstacks() -> None:
-    s = init_state()._replace(n_obs=np.int64(3))
-    batch = stack_states([s, s], 4)
-    assert batch.n_obs.tolist() == [3, 3, 0, 0]
-    assert int(unstack_state(batch, 1).n_obs) == 3
+    a = randomised_small(1)
+    b = randomised_small(2)
+    batch = stack_states([a, b], 4, W16)
+    assert batch.window.shape == (4, 16)
+    assert batch.mlp.w1.shape[0] == 4
+    assert batch.n_obs.tolist()[2:] == [0, 0]
+    for i, expected in enumerate([a, b, init_state(W16), init_state(W16)]):
+        got = unstack_state(batch, i)
+        for (path, x), (_, y) in zip(leaves_with_paths(expected), leaves_with_paths(got), strict=True):
+            assert x.dtype == y.dtype and np.array_equal(x, y), (i, path)
+    # A decoded unstacked state round-trips through bytes too.
+    assert state_to_bytes(unstack_state(batch, 1)) == state_to_bytes(b)
+
+
+def randomised_small(seed: int) -> SeriesState:
+    return randomised(init_state(W16), seed)._replace(n_obs=np.int64(seed))
+
+
+def test_stack_without_size_does_not_pad() -> None:
+    batch = stack_states([init_state(), init_state()])
+    assert batch.n_obs.shape == (2,)

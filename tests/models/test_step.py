@@ -1,115 +1,390 @@
-import math
+"""orchestrate_step: ingest checks, numeric safety, regime changes, batching, coverage on real data.
 
+The step is compiled once for the module (a compile costs seconds on the CI machine; a compiled tick
+costs well under a millisecond), and every test uses the default PredictorConfig through it.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from models.config import OrchestrationConfig
-from models.state import init_state, stack_states, unstack_state
+from models.config import PredictorConfig
+from models.state import N_KERNELS, SeriesState, init_state, stack_states, unstack_state
 from models.step import (
     MODE_CALIBRATION,
+    MODE_DIAGNOSTIC,
     MODE_INFERENCE,
+    MODE_NAMES,
+    REASON_FROZEN,
+    REASON_NAMES,
+    REASON_NUMERIC,
+    REASON_OK,
+    REASON_RANGE,
     REASON_STALE,
     Observation,
+    StepResult,
     orchestrate_step,
     orchestrate_step_batch,
 )
 
-CFG = OrchestrationConfig(ewma_alpha=0.3, variance_alpha=0.05, warmup_steps=3)
+CFG = PredictorConfig()
+ORCH = CFG.orchestration
+STEP = jax.jit(functools.partial(orchestrate_step, config=CFG))
+UNIFORM = np.full(N_KERNELS, 1.0 / N_KERNELS)
+NAB_TAXI = Path(__file__).resolve().parents[3] / "shared/data/nab/data/realKnownCause/nyc_taxi.csv"
+BUNDLED_TAXI = Path(__file__).resolve().parents[2] / "streams/data/nyc_taxi.csv"  # the same file
 
 
-def reference(values: list[float], cfg: OrchestrationConfig) -> list[tuple[float, float, float]]:
-    """Plain-Python EWMA forecaster: (prediction, lower, upper) after each value."""
-    out = []
-    level = m2 = 0.0
-    for i, x in enumerate(values):
-        if i == 0:
-            level, m2, r = x, 0.0, 0.0
-        else:
-            r = x - level
-            level = level + cfg.ewma_alpha * (x - level)
-            m2 = m2 + cfg.variance_alpha * (r * r - m2)
-        weight = 1 - (1 - cfg.variance_alpha) ** i
-        scale = math.sqrt(m2 / weight) if i > 0 else 0.0
-        half = cfg.interval_z * scale
-        out.append((level, level - half, level + half))
-    return out
+def step(state: SeriesState, ts: int, value: float) -> tuple[SeriesState, StepResult]:
+    new, result = STEP(state, Observation(np.int64(ts), np.float64(value)))
+    return new, result
 
 
-def run(values: list[float], cfg: OrchestrationConfig = CFG, start_ts: int = 1):
-    state = init_state()
+def run(values: Sequence[float], state: SeriesState | None = None,
+        start_ts: int = 1) -> tuple[SeriesState, list[StepResult]]:
+    s = init_state(CFG) if state is None else state
     results = []
     for i, v in enumerate(values):
-        state, r = orchestrate_step(state, Observation(np.int64(start_ts + i), np.float64(v)), cfg)
+        s, r = step(s, start_ts + i, v)
         results.append(r)
-    return state, results
+    return s, results
 
 
-def test_matches_plain_python_reference_on_real_data() -> None:
-    rng = np.random.default_rng(7)
-    values = list(np.cumsum(rng.normal(size=200)) + 50.0)
-    _, results = run(values)
-    for r, (p, lo, hi) in zip(results, reference(values, CFG), strict=True):
-        assert abs(float(r.prediction) - p) < 1e-9
-        assert abs(float(r.lower) - lo) < 1e-9
-        assert abs(float(r.upper) - hi) < 1e-9
+def leaves(tree: Any) -> list[np.ndarray]:
+    return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(tree)]
 
 
-def test_stale_observation_is_refused_and_leaves_state_unchanged() -> None:
-    state, _ = run([1.0, 2.0, 3.0])
-    new_state, r = orchestrate_step(state, Observation(np.int64(2), np.float64(100.0)), CFG)
-    assert not bool(r.accepted)
-    assert int(r.reason) == REASON_STALE
-    assert int(new_state.rejected) == int(state.rejected) + 1
-    for a, b in zip(state._replace(rejected=new_state.rejected), new_state, strict=True):
-        assert np.array_equal(np.asarray(a), np.asarray(b))
+def assert_same_predictive_state(a: SeriesState, b: SeriesState) -> None:
+    """Every leaf equal, except the refusal bookkeeping (rejected count and ingest counters)."""
+    strip = {"rejected": a.rejected, "ingest": a.ingest}
+    for x, y in zip(leaves(a), leaves(b._replace(**strip)), strict=True):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        assert np.array_equal(x, y, equal_nan=True)
+
+
+def assert_sound(state: SeriesState, results: Sequence[StepResult]) -> None:
+    for leaf in leaves(state):
+        assert np.all(np.isfinite(leaf.astype(np.float64)))
+    for r in results:
+        for name, field in zip(r._fields, r, strict=True):
+            assert np.all(np.isfinite(np.asarray(field, dtype=np.float64))), name
+        w = np.asarray(r.weights)
+        assert np.all(w >= 0) and abs(w.sum() - 1.0) <= 1e-9
+        assert float(r.lower) <= float(r.prediction) <= float(r.upper)
+        assert 0.0 <= float(r.anomaly_score) <= 1.0
+    rho = np.asarray(state.rho)
+    assert np.all(rho >= 0) and abs(rho.sum() - 1.0) <= 1e-9
+
+
+# --- properties over arbitrary input ---
+
+finite = st.floats(-1e6, 1e6, allow_nan=False)
+value_lists = st.one_of(
+    st.lists(finite, min_size=1, max_size=60),
+    st.tuples(finite, st.integers(1, 60)).map(lambda c: [c[0]] * c[1]),  # constant
+    st.lists(st.one_of(finite, st.sampled_from([1e300, -1e300, 1e101, 1e100, 1e-300, -1e-300, 5e-324])),
+             min_size=1, max_size=60),  # huge (refused), tiny and subnormal (accepted)
+    st.integers(1, 60).map(lambda n: [1e50 * (-1) ** i for i in range(n)]),  # sign-flipping +-1e50
+    st.lists(st.floats(-1e100, 1e100, allow_nan=False), min_size=1, max_size=40),  # anything in range
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(value_lists)
+@example([1e300] * 5)
+@example([1.0, 1e300, 2.0, -1e300, 3.0])
+@example([1e-300] * 10)
+@example([2.2250738585e-313, 1.0, 2.2250738585e-313])  # subnormal: XLA flushes it in arithmetic
+@example([1e50 * (-1) ** i for i in range(60)])
+@example([1e100, -1e100] * 30)
+def test_any_input_keeps_state_and_results_sound(values: list[float]) -> None:
+    state, results = run(values)
+    assert_sound(state, results)
+    for v, r in zip(values, results, strict=True):
+        if abs(v) > ORCH.max_abs_value:
+            assert not bool(r.accepted)
+            assert REASON_NAMES[int(r.reason)] == "out_of_range"
+    accepted = sum(bool(r.accepted) for r in results)
+    assert int(state.n_obs) == accepted
+    assert int(state.rejected) == len(values) - accepted
+
+
+def test_identical_input_gives_identical_output() -> None:
+    rng = np.random.default_rng(5)
+    values = list(np.cumsum(rng.standard_normal(150)) + 20.0)
+    values[80] = 1e300  # a refusal on the way
+    s1, r1 = run(values)
+    s2, r2 = run(values)
+    for a, b in zip(leaves((s1, r1)), leaves((s2, r2)), strict=True):
+        assert np.array_equal(a, b)
 
 
 def test_mode_is_calibration_during_warmup_then_inference() -> None:
-    _, results = run([1.0, 2.0, 3.0, 4.0, 5.0])
-    assert [int(r.mode) for r in results] == [MODE_CALIBRATION] * 3 + [MODE_INFERENCE] * 2
-
-
-@given(st.lists(st.floats(-1e300, 1e300, allow_nan=False), min_size=1, max_size=30))
-@example(values=[2.2250738585e-313])  # subnormal: XLA flushes it to zero in arithmetic
-def test_interval_brackets_prediction_and_state_stays_finite(values: list[float]) -> None:
-    state, results = run(values)
-    for r in results:
-        if bool(r.accepted):
-            assert float(r.lower) <= float(r.prediction) <= float(r.upper)
-        assert 0.0 <= float(r.anomaly_score) <= 1.0
-    for leaf in state:
-        assert np.all(np.isfinite(np.asarray(leaf, dtype=np.float64)))
-
-
-def test_overflowing_update_is_refused_not_propagated() -> None:
-    state, results = run([1e308, -1e308, 1e308])
-    assert bool(results[0].accepted)
-    assert not all(bool(r.accepted) for r in results[1:])  # residual 2e308 overflows
-    assert all(np.isfinite(np.asarray(leaf, dtype=np.float64)).all() for leaf in state)
-
-
-def test_anomaly_score_ranks_a_spike_above_noise() -> None:
-    rng = np.random.default_rng(0)
-    values = list(rng.normal(size=100))
-    values.append(20.0)
+    values = list(np.random.default_rng(0).standard_normal(ORCH.warmup_steps + 5))
     _, results = run(values)
-    scores = [float(r.anomaly_score) for r in results]
-    assert scores[-1] > 0.999
-    assert np.median(scores[10:-1]) < 0.8
+    modes = [MODE_NAMES[int(r.mode)] for r in results]
+    assert modes == ["calibration"] * ORCH.warmup_steps + ["inference"] * 5
+
+
+# --- refusals ---
+
+
+def test_stale_observation_is_refused_and_leaves_state_unchanged() -> None:
+    state, _ = run(list(np.random.default_rng(1).standard_normal(60)), start_ts=100)
+    last_ts = int(state.last_ts)
+    for ts in (last_ts, last_ts - 1, 0):
+        new, r = step(state, ts, 0.5)
+        assert not bool(r.accepted)
+        assert int(r.reason) == REASON_STALE
+        assert bool(r.degraded)
+        assert int(r.mode) == MODE_CALIBRATION
+        assert float(r.residual) == 0.0
+        assert not bool(r.regime_change)
+        assert int(new.rejected) == int(state.rejected) + 1
+        assert int(new.ingest.degraded) == 1
+        assert_same_predictive_state(state, new)
+        # What it publishes is the forecast it already had.
+        assert float(r.prediction) == float(state.prediction)
+        assert float(r.upper) == float(state.upper)
+        np.testing.assert_array_equal(np.asarray(r.weights), np.asarray(state.rho))
+
+
+def test_out_of_range_value_is_refused_without_nan() -> None:
+    state, _ = run(list(np.random.default_rng(2).standard_normal(50)))
+    for bad in (1e300, -1e300, np.inf, -np.inf, np.nan, 2 * ORCH.max_abs_value):
+        new, r = step(state, 1000, bad)
+        assert int(r.reason) == REASON_RANGE
+        assert_same_predictive_state(state, new)
+        assert_sound(new, [r])
+
+
+def frozen_run(n_same: int) -> tuple[list[float], list[StepResult], SeriesState]:
+    noise = list(np.random.default_rng(3).standard_normal(60))
+    values = noise + [7.25] * n_same
+    state, results = run(values)
+    return values, results[len(noise):], state
+
+
+def test_frozen_input_is_refused_and_enters_degraded_mode() -> None:
+    _, tail, _ = frozen_run(ORCH.frozen_steps + 10)
+    reasons = [int(r.reason) for r in tail]
+    first = reasons.index(REASON_FROZEN)
+    assert ORCH.frozen_steps <= first <= ORCH.frozen_steps + 1  # the docstring's count or one later (see below)
+    assert all(r == REASON_OK for r in reasons[:first])
+    assert all(r == REASON_FROZEN for r in reasons[first:])  # every further repeat is refused too
+    for r in tail[first:]:
+        assert bool(r.degraded)
+        assert int(r.mode) == MODE_CALIBRATION
+        assert REASON_NAMES[int(r.reason)] == "frozen"
+
+
+def test_frozen_count_matches_the_config_docstring() -> None:
+    """OrchestrationConfig: 'frozen_steps: this many identical values in a row make the next identical one
+    frozen'. So of frozen_steps + 1 identical values, exactly the last is refused."""
+    _, tail, _ = frozen_run(ORCH.frozen_steps + 1)
+    assert [bool(r.accepted) for r in tail] == [True] * ORCH.frozen_steps + [False]
+
+
+def test_degraded_mode_exits_only_after_recovery_steps_clean_ticks() -> None:
+    rng = np.random.default_rng(4)
+    state, _ = run(list(rng.standard_normal(60)))
+    ts = int(state.last_ts)
+    state, r = step(state, ts, 0.1)  # stale: degraded starts
+    assert bool(r.degraded)
+    # recovery_steps - 1 clean ticks are not enough ...
+    for i in range(ORCH.recovery_steps - 1):
+        state, r = step(state, ts + 1 + i, float(rng.standard_normal()))
+        assert bool(r.accepted) and bool(r.degraded)
+        assert int(r.mode) == MODE_CALIBRATION
+    ts = int(state.last_ts)
+    # ... and a refusal on the way restarts the count.
+    state, r = step(state, ts, 0.1)
+    assert bool(r.degraded)
+    for i in range(ORCH.recovery_steps):
+        state, r = step(state, ts + 1 + i, float(rng.standard_normal()))
+        assert bool(r.accepted)
+        last = i == ORCH.recovery_steps - 1
+        assert bool(r.degraded) is not last
+        assert int(r.mode) == (MODE_INFERENCE if last else MODE_CALIBRATION)
+    state, r = step(state, int(state.last_ts) + 1, 0.0)
+    assert not bool(r.degraded)
+
+
+def test_frozen_series_recovers_once_values_move_again() -> None:
+    _, _, state = frozen_run(ORCH.frozen_steps + 3)
+    rng = np.random.default_rng(6)
+    ts = int(state.last_ts) + 10  # last_ts is the last *accepted* tick; refused ones left it
+    results = []
+    for i in range(ORCH.recovery_steps + 2):
+        state, r = step(state, ts + i, 7.25 + float(rng.standard_normal()))
+        results.append(r)
+    assert all(bool(r.accepted) for r in results)
+    assert [bool(r.degraded) for r in results] == [True] * (ORCH.recovery_steps - 1) + [False] * 3
+
+
+# --- numeric safety gate ---
+
+
+def poison(state: SeriesState, where: str) -> SeriesState:
+    """`state` with one non-finite number planted in the named leaf."""
+    if where == "mlp.w1":
+        return state._replace(mlp=state.mlp._replace(w1=jnp.asarray(state.mlp.w1).at[0, 0].set(jnp.nan)))
+    if where == "krr.alpha":
+        return state._replace(krr=state.krr._replace(alpha=jnp.asarray(state.krr.alpha).at[3].set(jnp.nan)))
+    if where == "jd.diff_var":
+        return state._replace(jd=state.jd._replace(diff_var=jnp.asarray(jnp.inf)))
+    if where == "kernel_loss":
+        return state._replace(kernel_loss=jnp.asarray(state.kernel_loss).at[1].set(jnp.nan))
+    raise AssertionError(where)
+
+
+@pytest.fixture(scope="module")
+def warm_state() -> SeriesState:
+    state, _ = run(list(np.cumsum(np.random.default_rng(7).standard_normal(80))))
+    return state
+
+
+@pytest.mark.parametrize("where", ["mlp.w1", "krr.alpha", "jd.diff_var", "kernel_loss"])
+def test_non_finite_state_is_refused_in_diagnostic_mode(warm_state: SeriesState, where: str) -> None:
+    bad = poison(warm_state, where)
+    new, r = step(bad, int(bad.last_ts) + 1, float(bad.last_value) + 0.1)
+    assert not bool(r.accepted)
+    assert REASON_NAMES[int(r.reason)] == "non_finite"
+    assert int(r.reason) == REASON_NUMERIC
+    assert int(r.mode) == MODE_DIAGNOSTIC
+    assert bool(r.degraded)
+    assert_same_predictive_state(bad, new)  # nothing computed from the bad leaf entered state
+    # The forecast it publishes is the last good one, and finite.
+    for name in ("prediction", "lower", "upper", "weights", "residual", "anomaly_score", "kernel_predictions",
+                 "cusum"):
+        assert np.all(np.isfinite(np.asarray(getattr(r, name)))), name
+    assert float(r.prediction) == float(warm_state.prediction)
+
+
+def test_non_finite_state_puts_no_nan_in_any_result_field(warm_state: SeriesState) -> None:
+    bad = poison(warm_state, "mlp.w1")
+    _, r = step(bad, int(bad.last_ts) + 1, float(bad.last_value) + 0.1)
+    for name, leaf in zip(r._fields, r, strict=True):
+        assert np.all(np.isfinite(np.asarray(leaf, dtype=np.float64))), name
+
+
+# --- regime change ---
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_level_shift_of_10_sigma_is_a_regime_change(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    values = rng.standard_normal(400)
+    values[300:] += 10.0
+    state = init_state(CFG)
+    alarm_ticks = []
+    for i, v in enumerate(values):
+        state, r = step(state, i + 1, float(v))
+        assert bool(r.accepted)
+        if bool(r.regime_change) and i >= 300:
+            alarm_ticks.append(i)
+            # The alarm resets the weights to uniform (entropy reset) on that very tick.
+            np.testing.assert_allclose(np.asarray(state.rho), UNIFORM, atol=1e-15)
+            if float(r.holder) >= ORCH.rough_holder:
+                np.testing.assert_allclose(np.asarray(r.weights), UNIFORM, atol=1e-15)
+    assert alarm_ticks and alarm_ticks[0] <= 303, alarm_ticks
+    assert int(state.alarms) >= 1
+
+
+def test_weights_are_frozen_during_the_grace_period() -> None:
+    """Drive a real alarm with a shift large enough to beat the kurtosis-raised threshold, then check that
+    rho does not move for grace_period_steps ticks and moves again afterwards."""
+    rng = np.random.default_rng(8)
+    state, _ = run(list(rng.standard_normal(200)))
+    ts = int(state.last_ts)
+    alarm_at = None
+    for i in range(40):
+        state, r = step(state, ts + 1 + i, 40.0 + float(rng.standard_normal()))
+        if bool(r.regime_change):
+            alarm_at = i
+            break
+    assert alarm_at is not None
+    np.testing.assert_allclose(np.asarray(state.rho), UNIFORM, atol=1e-15)
+    ts = int(state.last_ts)
+    grace = CFG.cusum.grace_period_steps
+    for i in range(grace):
+        state, r = step(state, ts + 1 + i, 40.0 + float(rng.standard_normal()))
+        assert not bool(r.regime_change)
+        np.testing.assert_allclose(np.asarray(state.rho), UNIFORM, atol=1e-15)
+    moved = False
+    for i in range(5):
+        state, r = step(state, ts + grace + 1 + i, 40.0 + float(rng.standard_normal()))
+        moved = moved or not np.allclose(np.asarray(state.rho), UNIFORM, atol=1e-12)
+    assert moved
+
+
+# --- batching ---
 
 
 def test_batch_equals_one_series_at_a_time() -> None:
-    rng = np.random.default_rng(3)
-    series = rng.normal(size=(5, 20)).cumsum(axis=1)
-    batch = stack_states([init_state()] * 5)
-    for t in range(20):
-        batch, br = orchestrate_step_batch(
-            batch, Observation(np.full(5, t + 1, np.int64), series[:, t]), CFG)
-    for i in range(5):
-        single, results = run(list(series[i]))
-        # Same arithmetic; XLA may fuse the batched multiply-adds, so agree to rounding, not bits.
-        assert float(results[-1].prediction) == pytest.approx(float(br.prediction[i]), rel=1e-12)
-        for a, b in zip(single, unstack_state(batch, i), strict=True):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)
+    rng = np.random.default_rng(9)
+    n_series, n_ticks = 4, 60
+    series = rng.standard_normal((n_series, n_ticks)).cumsum(axis=1) * np.array([[1.0], [1e-3], [1e4], [5.0]])
+    series[2, 30] = 1e300  # one refused value in one series
+    ts = np.tile(np.arange(1, n_ticks + 1, dtype=np.int64), (n_series, 1))
+    ts[1, 40] = ts[1, 39]  # and one stale timestamp in another
+    batch = stack_states([], n_series, CFG)
+    singles = [init_state(CFG) for _ in range(n_series)]
+    for t in range(n_ticks):
+        batch, br = orchestrate_step_batch(batch, Observation(ts[:, t], series[:, t]), CFG)
+        for i in range(n_series):
+            singles[i], r = step(singles[i], int(ts[i, t]), float(series[i, t]))
+            for name, one, many in zip(r._fields, r, br, strict=True):
+                np.testing.assert_allclose(np.asarray(many[i], dtype=np.float64), np.asarray(one, dtype=np.float64),
+                                           rtol=1e-9, atol=1e-9 * max(1.0, abs(float(series[i, t]))), err_msg=name)
+    for i in range(n_series):
+        for a, b in zip(leaves(singles[i]), leaves(unstack_state(batch, i)), strict=True):
+            assert a.dtype == b.dtype
+            np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-9)
+    assert int(unstack_state(batch, 2).rejected) == 1
+    assert int(unstack_state(batch, 1).rejected) == 1
+
+
+# --- calibration on real data ---
+
+
+def taxi_rows(limit: int) -> list[tuple[int, float]]:
+    path = NAB_TAXI if NAB_TAXI.exists() else BUNDLED_TAXI
+    rows = []
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            stamp = datetime.fromisoformat(row["timestamp"]).replace(tzinfo=UTC)
+            rows.append((int(stamp.timestamp()) * 1_000_000_000, float(row["value"])))
+            if len(rows) == limit:
+                break
+    return rows
+
+
+def test_interval_coverage_on_nyc_taxi() -> None:
+    """Empirical coverage of the interval published one tick earlier, after warm-up, first 2000 rows of
+    NAB's nyc_taxi (a strongly seasonal count series); nominal level 0.95."""
+    rows = taxi_rows(2000)
+    assert len(rows) == 2000
+    state = init_state(CFG)
+    hits = []
+    prev: tuple[float, float] | None = None
+    for i, (ts, x) in enumerate(rows):
+        if prev is not None and i > ORCH.warmup_steps:
+            hits.append(prev[0] <= x <= prev[1])
+        state, r = step(state, ts, x)
+        assert bool(r.accepted)
+        prev = (float(r.lower), float(r.upper))
+    coverage = float(np.mean(hits))
+    assert 0.90 <= coverage <= 0.99, coverage

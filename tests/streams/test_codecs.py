@@ -3,6 +3,8 @@ import base64
 import orjson
 import pytest
 
+import schemas
+from models.step import REASON_NAMES
 from streams import codecs
 from streams.codecs import ObservationIn, Refusal
 
@@ -89,3 +91,39 @@ def test_prediction_schema_rejects_weights_off_the_unit_interval() -> None:
                                   anomaly_score=0.3, config_version="abc")
     with pytest.raises(Exception, match="weights"):
         codecs.validator("prediction")(pred)
+
+
+def test_every_refusal_reason_of_the_step_is_a_deadletter_reason() -> None:
+    enum = set(schemas.load("deadletter")["properties"]["reason"]["enum"])
+    assert set(REASON_NAMES) - {"ok"} <= enum
+    for reason in REASON_NAMES[1:]:
+        dead = codecs.deadletter_dict(Refusal(reason, "a sentence", "s1"), b"{}", "usp.observations", 0, 7)
+        codecs.validator("deadletter")(dead)
+
+
+def test_deadletter_schema_refuses_an_unknown_reason() -> None:
+    dead = codecs.deadletter_dict(Refusal("no_such_reason", "x"), b"{}", "usp.observations", 0, 0)
+    with pytest.raises(Exception, match="reason"):
+        codecs.validator("deadletter")(dead)
+
+
+@pytest.mark.parametrize(
+    ("kind", "severity", "details"),
+    [
+        ("regime_change", "warning", {"observation_ts": 5, "value": 1.5, "residual": 9.0,
+                                      "cusum_statistic": 7.5, "cusum_threshold": 5.0, "alarms": 1}),
+        ("degraded_enter", "warning", {"observation_ts": 5, "reason": "frozen"}),
+        ("degraded_exit", "info", {"observation_ts": 9, "clean_ticks": 3}),
+    ],
+)
+def test_series_events_are_schema_valid(kind: str, severity: str, details: dict[str, object]) -> None:
+    event = orjson.loads(codecs.dumps(codecs.event_dict(kind, "s1", severity, details)))
+    codecs.validator("event")(event)
+    assert event["series_id"] == "s1" and event["ts"] > 0
+
+
+def test_prediction_with_fused_weights_and_an_alarm_is_schema_valid() -> None:
+    pred = codecs.prediction_dict("s1", 5, 1.0, 0.5, 1.5, weights=[0.1, 0.2, 0.3, 0.4], mode="calibration",
+                                  regime_change=True, cusum_statistic=6.2, cusum_threshold=5.0,
+                                  anomaly_score=1.0, config_version="abc")
+    codecs.validator("prediction")(orjson.loads(codecs.dumps(pred)))
