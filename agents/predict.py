@@ -89,6 +89,7 @@ class PredictProcessor:
     def __init__(self, config: USPConfig, table: Any, output: OutputProducer) -> None:
         self.config = config
         self.predictor = config.predictor
+        self.version = config.version  # a SHA-256 of the whole config: computed once, not per message
         self.table = table
         self.output = output
         self.counters = PredictCounters()
@@ -169,7 +170,7 @@ class PredictProcessor:
             sid, tick.ts_ns, out.prediction, out.lower, out.upper,
             weights=[min(max(w, 0.0), 1.0) for w in out.weights], mode=MODE_NAMES[out.mode],
             regime_change=out.regime_change, cusum_statistic=out.cusum, cusum_threshold=out.cusum_threshold,
-            anomaly_score=min(max(out.anomaly_score, 0.0), 1.0), config_version=self.config.version,
+            anomaly_score=min(max(out.anomaly_score, 0.0), 1.0), config_version=self.version,
         )
         await self.output.send(PREDICTIONS, sid.encode(), codecs.dumps(message))
         self.counters.predictions += 1
