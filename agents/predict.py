@@ -142,14 +142,9 @@ class PredictProcessor:
             )
             for sid, tick, state, out in zip(active, ticks, new_states, outcomes, strict=True):
                 before = states[sid]
-                if out.reason == REASON_STALE:
-                    # A record the series has moved past: after a crash, a replay of one already
-                    # applied. It must change nothing, or redelivery would not be idempotent.
-                    await self._deadletter(groups[sid].events[r], Refusal(
-                        "stale", refusal_detail("stale", tick, before, state, self.predictor), sid))
-                    continue
                 states[sid] = state
-                changed.add(sid)
+                if out.reason != REASON_STALE:  # the step leaves state as it was: no table write
+                    changed.add(sid)
                 if out.accepted:
                     await self._predict(sid, tick, out)
                     if out.regime_change:

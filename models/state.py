@@ -149,7 +149,11 @@ class StateLayoutError(ValueError):
 
 
 class _Layout(NamedTuple):
-    specs: tuple[tuple[np.dtype[Any], tuple[int, ...]], ...]
+    """Everything the codec needs, worked out once per state structure (not once per call: state is
+    read and written for every series of every batch)."""
+
+    treedef: Any
+    specs: tuple[tuple[np.dtype[Any], tuple[int, ...], int, int], ...]  # dtype, shape, count, offset
     fingerprint: bytes
     nbytes: int
 
@@ -158,18 +162,30 @@ _MAGIC = b"USPS"
 _HEADER = struct.Struct("<4s8s")
 
 
-def _layout_of(state: SeriesState) -> _Layout:
-    leaves = jax.tree_util.tree_leaves(state)
-    specs = tuple((np.asarray(leaf).dtype, np.asarray(leaf).shape) for leaf in leaves)
-    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(state)[0]]
-    fingerprint = hashlib.sha256(repr((paths, [(d.str, s) for d, s in specs])).encode()).digest()[:8]
-    nbytes = _HEADER.size + sum(d.itemsize * int(np.prod(s)) for d, s in specs)
-    return _Layout(specs, fingerprint, nbytes)
+@functools.cache
+def _layout_for(treedef: Any, shapes: tuple[tuple[str, tuple[int, ...]], ...]) -> _Layout:
+    skeleton = jax.tree_util.tree_unflatten(treedef, list(range(len(shapes))))
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(skeleton)[0]]
+    fingerprint = hashlib.sha256(repr((paths, list(shapes))).encode()).digest()[:8]
+    specs = []
+    offset = _HEADER.size
+    for dtype_str, shape in shapes:
+        dtype = np.dtype(dtype_str)
+        count = int(np.prod(shape))
+        specs.append((dtype, shape, count, offset))
+        offset += dtype.itemsize * count
+    return _Layout(treedef, tuple(specs), fingerprint, offset)
+
+
+def _leaves_and_layout(state: SeriesState) -> tuple[list[np.ndarray], _Layout]:
+    leaves, treedef = jax.tree_util.tree_flatten(state)
+    arrays = [np.asarray(leaf) for leaf in leaves]
+    return arrays, _layout_for(treedef, tuple((a.dtype.str, a.shape) for a in arrays))
 
 
 @functools.cache
 def _layout(config: PredictorConfig) -> _Layout:
-    return _layout_of(_template(config))
+    return _leaves_and_layout(_template(config))[1]
 
 
 def state_bytes(config: PredictorConfig | None = None) -> int:
@@ -187,10 +203,8 @@ def state_to_bytes(state: SeriesState) -> bytes:
     >>> len(state_to_bytes(init_state())) == state_bytes()
     True
     """
-    layout = _layout_of(state)
-    parts = [_HEADER.pack(_MAGIC, layout.fingerprint)]
-    parts.extend(np.ascontiguousarray(leaf).tobytes() for leaf in jax.tree_util.tree_leaves(state))
-    return b"".join(parts)
+    arrays, layout = _leaves_and_layout(state)
+    return b"".join([_HEADER.pack(_MAGIC, layout.fingerprint), *(a.tobytes() for a in arrays)])
 
 
 def state_from_bytes(data: bytes, config: PredictorConfig | None = None) -> SeriesState:
@@ -200,21 +214,15 @@ def state_from_bytes(data: bytes, config: PredictorConfig | None = None) -> Seri
     >>> int(s.last_ts)
     -1
     """
-    cfg = config or PredictorConfig()
-    layout = _layout(cfg)
+    layout = _layout(config or PredictorConfig())
     if len(data) != layout.nbytes:
         raise StateLayoutError(f"state is {len(data)} bytes, expected {layout.nbytes}")
     magic, fingerprint = _HEADER.unpack_from(data)
     if magic != _MAGIC or fingerprint != layout.fingerprint:
         raise StateLayoutError("state was written with a different layout")
-    offset = _HEADER.size
-    leaves = []
-    for dtype, shape in layout.specs:
-        count = int(np.prod(shape))
-        leaves.append(np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape).copy())
-        offset += dtype.itemsize * count
-    treedef = jax.tree_util.tree_structure(_template(cfg))
-    result: SeriesState = jax.tree_util.tree_unflatten(treedef, leaves)
+    leaves = [np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape).copy()
+              for dtype, shape, count, offset in layout.specs]
+    result: SeriesState = jax.tree_util.tree_unflatten(layout.treedef, leaves)
     return result
 
 
@@ -232,9 +240,3 @@ def unstack_state(batch: SeriesState, index: int) -> SeriesState:
     """The `index`-th state of a stacked batch, as NumPy arrays."""
     one: SeriesState = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf[index]), batch)
     return one
-
-
-def where_state(keep_new: Any, new: SeriesState, old: SeriesState) -> SeriesState:
-    """Leaf-wise select inside a traced step: `new` where keep_new, else `old`."""
-    chosen: SeriesState = jax.tree_util.tree_map(lambda a, b: jnp.where(keep_new, a, b), new, old)
-    return chosen

@@ -290,12 +290,18 @@ def orchestrate_step(state: SeriesState, obs: Observation,
     accepted = reason == REASON_OK
     new = jax.lax.cond(accepted, lambda: candidate, lambda: state)
 
+    # A stale tick is one the series has moved past (after a crash, a replay of one already applied):
+    # it changes nothing at all, not even the ingest counters, so redelivery stays idempotent. Every
+    # other refusal counts, and enters degraded mode.
+    stale = reason == REASON_STALE
     clean_run = jnp.where(accepted, state.ingest.clean_run + 1, 0)
     degraded = jnp.where(accepted, (state.ingest.degraded > 0) & (clean_run < o.recovery_steps), True)
+    degraded = jnp.where(stale, state.ingest.degraded > 0, degraded)
+    ingest = IngestState(degraded=degraded.astype(state.ingest.degraded.dtype), clean_run=clean_run,
+                         frozen_run=frozen_run, outlier_run=jnp.where(accepted, 0, outlier_run))
     new = new._replace(
-        rejected=state.rejected + (~accepted).astype(state.rejected.dtype),
-        ingest=IngestState(degraded=degraded.astype(state.ingest.degraded.dtype), clean_run=clean_run,
-                           frozen_run=frozen_run, outlier_run=jnp.where(accepted, 0, outlier_run)),
+        rejected=state.rejected + (~accepted & ~stale).astype(state.rejected.dtype),
+        ingest=jax.tree_util.tree_map(lambda old, fresh: jnp.where(stale, old, fresh), state.ingest, ingest),
     )
     mode = jnp.where(reason == REASON_NUMERIC, MODE_DIAGNOSTIC,
                      jnp.where((new.n_obs > o.warmup_steps) & ~degraded, MODE_INFERENCE, MODE_CALIBRATION))

@@ -57,16 +57,13 @@ def single_step() -> Any:
 
 def reference(ticks: list[tuple[int, float]], config_file: Path) -> list[Tick]:
     """The offline reference: the un-batched step over one series, with the worker's rules around it
-    (a stale tick changes nothing; events on a regime change and on each change of the degraded flag)."""
+    (events on a regime change and on each change of the degraded flag)."""
     cfg = load_config(config_file).predictor
     state, degraded, out = init_state(cfg), False, []
     for ts, value in ticks:
         ts_ns = ts * 10**9
         new, r = single_step()(state, Observation(np.int64(ts_ns), np.float64(value)), config=cfg)
         reason = REASON_NAMES[int(r.reason)]
-        if reason == "stale":
-            out.append(Tick(ts_ns, reason, None, []))
-            continue
         state, events = new, []
         prediction = None
         if bool(r.accepted):
