@@ -270,8 +270,8 @@ def orchestrate_step(state: SeriesState, obs: Observation,
     >>> float(r.prediction), bool(r.accepted), r.weights.tolist()
     (10.0, True, [0.25, 0.25, 0.25, 0.25])
     >>> s, r = orchestrate_step(s, Observation(np.int64(1), np.float64(11.0)), cfg)  # same ts
-    >>> bool(r.accepted), REASON_NAMES[int(r.reason)], bool(r.degraded)
-    (False, 'stale', True)
+    >>> bool(r.accepted), REASON_NAMES[int(r.reason)], bool(r.degraded)  # a replay: nothing changes
+    (False, 'stale', False)
     """
     o = config.orchestration
     # XLA on CPU flushes subnormals to zero inside arithmetic but not in a pass-through; flushing the
