@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from agents.backtest import cmd_backtest
+from agents.evaluate import SUITES, cmd_evaluate
 from models.config import ConfigError, USPConfig, load_config
 from streams.broker import BrokerError, EmbeddedBroker, free_port
 
@@ -194,6 +195,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", required=True, help="where to write the per-row CSV")
     config_arg(p)
     p.set_defaults(func=cmd_backtest)
+
+    p = add("evaluate", "Score USP against baselines: forecast (MASE, coverage, Winkler), change points (F1, "
+            "covering) and anomalies (NAB-style), with tables, an optional JSON report and plots.",
+            "usp evaluate --suite all --json eval.json --plot plots/")
+    p.add_argument("--suite", choices=SUITES, default="all", help="which suite to run (default all)")
+    p.add_argument("--json", metavar="OUT", help="write the full report (every series, every method) here")
+    p.add_argument("--plot", metavar="DIR", help="write one PNG per series: forecast, band, alarms, truth")
+    p.add_argument("--nab", metavar="DIR", help="NAB data folder (default: $USP_NAB_DATA or ../shared/data/nab)")
+    p.add_argument("--max-rows", type=int, metavar="N", help="score only the first N rows of each series (quick runs)")
+    p.add_argument("--series", action="append", metavar="TEXT",
+                   help="only series whose name contains TEXT (repeatable), e.g. --series nile --series nyc_taxi")
+    config_arg(p)
+    p.set_defaults(func=cmd_evaluate)
 
     p = add("tail", "Print the last N records of a topic as JSON lines (optionally follow).",
             "usp tail usp.predictions --n 5 --broker kafka://127.0.0.1:9092")
