@@ -22,6 +22,9 @@ from models.evaluation.plots import plot_series
 from models.evaluation.runs import KERNEL_METHODS, RIVER_FORECASTERS, Runner
 
 SUITES = ("forecast", "changepoint", "anomaly", "all")
+# Short column headers so the forecast table fits a terminal; the JSON uses the full method names.
+LABELS = {"kernel_a": "A krr", "kernel_b": "B dens", "kernel_c": "C jump", "kernel_d": "D sig",
+          "holt_winters": "holt_w", "linear_lags": "lin_lags", "snarimax": "snarimax"}
 NAB_TARGET = 65.0
 
 
@@ -55,7 +58,7 @@ def forecast_table(report: ForecastReport) -> Table:
     t.add_column("series", no_wrap=True)
     t.add_column("rows", justify="right")
     for m in report.methods:
-        t.add_column(m, justify="right")
+        t.add_column(LABELS.get(m, m), justify="right")
     t.add_column("usp cov", justify="right")
     for s in report.series:
         best = min(s.scores[m].mase for m in report.methods)
@@ -125,15 +128,20 @@ def targets(fc: ForecastReport | None, cp: ChangepointReport | None, an: Anomaly
 
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     config = load_config(args.config)
+    if args.max_rows is not None and args.max_rows < 1:
+        console.print("[red]error:[/] --max-rows must be a positive number of rows", highlight=False)
+        return 2
     suites = ("forecast", "changepoint", "anomaly") if args.suite == "all" else (args.suite,)
     nab_root = datasets.find_nab_root(Path(args.nab) if args.nab else None)
     if nab_root is None and ("forecast" in suites or "anomaly" in suites):
         console.print("[yellow]NAB data not found[/] (give --nab DIR or set USP_NAB_DATA): "
                       "forecast runs on the package series only, anomaly is skipped", highlight=False)
+
     def pick(series: list[datasets.Series]) -> list[datasets.Series]:
         return _truncate(_select(series, args.series), args.max_rows)
 
-    nab = pick(datasets.nab_series(nab_root)) if nab_root is not None else []
+    wants_nab = nab_root is not None and ("forecast" in suites or "anomaly" in suites)
+    nab = pick(datasets.nab_series(nab_root)) if wants_nab and nab_root is not None else []
     forecast_series = (pick(datasets.package_series()) + nab) if "forecast" in suites else []
     cp_series = pick(datasets.changepoint_series()) if "changepoint" in suites else []
     anomaly_series = nab if "anomaly" in suites else []

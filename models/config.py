@@ -66,7 +66,10 @@ class OrchestrationConfig:
     sinkhorn_tol, sinkhorn_max_iter: stop on max marginal error <= tol, or after max_iter sweeps.
     jko_tau: JKO step towards the target weights per tick at volatility ratio 1 (smaller when volatile).
     jko_radius: trust region: the largest transport cost (in squared volatility units) one tick may move.
-    conformal_gamma: step of the online conformal (ACI-style) update of the interval's width multiplier.
+    conformal_gamma: step of the online conformal (ACI-style) update of the interval's log width
+        multiplier; large enough (0.05) that a series of a few hundred rows is calibrated within them.
+    anomaly_decay: per-tick decay of the envelope of recent anomaly evidence; anomaly_score is the rise
+        above it, so an episode scores once at its start (0.99: the envelope halves in ~70 ticks).
     rough_holder: a window whose Hölder exponent is below this is too rough: kernel D alone predicts.
     frozen_steps: this many identical values in a row make the next identical one "frozen" (0: off).
     outlier_z: a value further than this many interval half-widths from the prediction is an outlier
@@ -90,7 +93,8 @@ class OrchestrationConfig:
     sinkhorn_max_iter: int = 50
     jko_tau: float = 0.1
     jko_radius: float = 0.25
-    conformal_gamma: float = 0.005
+    conformal_gamma: float = 0.05
+    anomaly_decay: float = 0.99
     rough_holder: float = 0.05
     frozen_steps: int = 100
     outlier_z: float = 25.0
@@ -254,6 +258,7 @@ def _check_ranges(config: USPConfig) -> None:
         (0 <= o.jko_tau <= 1, "orchestration.jko_tau must be in [0, 1]"),
         (o.jko_radius > 0, "orchestration.jko_radius must be > 0"),
         (0 <= o.conformal_gamma <= 1, "orchestration.conformal_gamma must be in [0, 1]"),
+        (0 <= o.anomaly_decay < 1, "orchestration.anomaly_decay must be in [0, 1)"),
         (0 <= o.rough_holder <= 1.5, "orchestration.rough_holder must be in [0, 1.5]"),
         (o.frozen_steps >= 0, "orchestration.frozen_steps must be >= 0"),
         (o.outlier_z >= 0, "orchestration.outlier_z must be >= 0 (0 turns the check off)"),

@@ -55,6 +55,7 @@ class SeriesState(NamedTuple):
     predictions, the transport cost between them. rho: fusion weights; f, g: Sinkhorn potentials (warm start).
     resid: moments of the standardised residual (for kurtosis). cusum: CUSUM sums and grace counter.
     log_mult: log of the conformal width multiplier. unit: the volatility unit predictions were made in.
+    surprise: the decaying envelope of recent evidence behind anomaly_score (see orchestrate_step).
     spread: the fused predictive standard deviation in units of `unit`.
     prediction, lower, upper: the forecast for the next tick. alarms: regime changes so far.
     """
@@ -82,6 +83,7 @@ class SeriesState(NamedTuple):
     resid: EwmKurtosis
     cusum: CusumState
     log_mult: Leaf
+    surprise: Leaf
     unit: Leaf
     spread: Leaf
     prediction: Leaf
@@ -123,6 +125,7 @@ def _template(config: PredictorConfig) -> SeriesState:
         resid=EwmKurtosis(m2=jnp.float64(1.0), m4=jnp.float64(3.0)),
         cusum=CusumState(pos=f, neg=f, grace=i),
         log_mult=f,
+        surprise=f,
         unit=jnp.float64(1.0),
         spread=f,
         prediction=f,

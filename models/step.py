@@ -33,7 +33,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import Array
-from jax.scipy.special import erf
+from jax.scipy.special import log_ndtr
 
 from models.config import PredictorConfig
 from models.state import N_KERNELS, IngestState, Leaf, SeriesState
@@ -197,11 +197,15 @@ def _advance(state: SeriesState, obs: Observation, x: Array,
     sigma_prev = state.spread * state.unit
     z = jnp.where(warm & (sigma_prev > 0), jnp.clip(residual / jnp.where(sigma_prev > 0, sigma_prev, 1.0),
                                                      -Z_CLIP, Z_CLIP), 0.0)
-    resid = ewm_kurtosis_update(state.resid, z, cc.kurtosis_alpha)
-    resid = jax.tree_util.tree_map(lambda new, old: jnp.where(warm, new, old), resid, state.resid)
     # h_t comes from the kurtosis *before* this tick: a large z must not raise its own threshold.
     threshold = kurtosis_threshold(cc.h, ewm_kurtosis(state.resid), cc.kurtosis_gain)
     cus = cusum_update(state.cusum, z, cc.k, threshold, cc.grace_period_steps)
+    # Nor may it raise the threshold for the ticks that follow it: the tails are learnt only from ticks
+    # that leave the CUSUM calm (below half its threshold), so the start of a shift cannot hide the rest
+    # of it; heavy tails still show in the calm ticks' fourth moment.
+    calm = jnp.maximum(cus.state.pos, cus.state.neg) < 0.5 * threshold
+    resid = ewm_kurtosis_update(state.resid, z, cc.kurtosis_alpha)
+    resid = jax.tree_util.tree_map(lambda new, old: jnp.where(warm & calm, new, old), resid, state.resid)
     alarm = jnp.logical_and(cus.alarm, warm)
     cusum_state = jax.tree_util.tree_map(lambda new, old: jnp.where(warm, new, old), cus.state, state.cusum)
     uniform = jnp.full(N_KERNELS, 1.0 / N_KERNELS)
@@ -219,25 +223,36 @@ def _advance(state: SeriesState, obs: Observation, x: Array,
     miss = jnp.logical_or(x < state.lower, x > state.upper).astype(jnp.float64)
     miss_rate = 1.0 - o.interval_level
     log_mult = jnp.where(warm, state.log_mult + o.conformal_gamma * (miss - miss_rate) / miss_rate ** 0.5, 0.0)
-    log_mult = jnp.clip(log_mult, -3.0, 3.0)
+    log_mult = jnp.clip(log_mult, -5.0, 5.0)
     prediction = x + unit * fused
     half = o.interval_z * spread * unit * jnp.exp(log_mult)
     lower = jnp.minimum(prediction - half, prediction)
     upper = jnp.maximum(prediction + half, prediction)
 
-    # How surprising x was under the previous predictive distribution (calibrated width): in [0, 1].
+    # Anomaly evidence, in units where 1 is "as unusual as we alarm on": the tick's surprisal under the
+    # calibrated predictive distribution (-log of its two-sided tail probability) over the surprisal at
+    # the interval's edge, or the CUSUM statistic over its threshold, whichever is larger. The score is
+    # the evidence's rise above a decaying envelope of the recent evidence, e/(1+e): an episode scores
+    # high once, when it starts (an on-call page per incident, not per row), and a series whose large
+    # errors recur (a daily step the predictor cannot anticipate) does not score every recurrence.
+    # e/(1+e) keeps float64 resolution where 1 - p would round to 1 (|z| > 8).
     prior_half = state.upper - state.prediction
     z_cal = jnp.abs(residual) * o.interval_z / jnp.where(prior_half > 0, prior_half, 1.0)
+    surprisal = -(log_ndtr(-z_cal) + jnp.log(2.0))
+    edge = -jnp.log(1.0 - o.interval_level)
+    evidence = jnp.maximum(surprisal / edge, cus.statistic / threshold)
+    evidence = jnp.where(prior_half > 0, evidence, jnp.where(residual == 0, 0.0, Z_CLIP))
+    onset = jnp.maximum(evidence - state.surprise, 0.0)
     # Until warm-up ends the interval is not calibrated, so surprise against it means nothing yet.
-    anomaly = jnp.where(~warm, 0.0, jnp.where(prior_half > 0, erf(z_cal / jnp.sqrt(2.0)),
-                                              jnp.where(residual == 0, 0.0, 1.0)))
+    anomaly = jnp.where(warm, onset / (1.0 + onset), 0.0)
+    surprise = jnp.where(warm, jnp.maximum(state.surprise * o.anomaly_decay, evidence), 0.0)
 
     new = state._replace(
         n_obs=n_obs, last_ts=obs.ts, last_value=x, window=window, vol_short=vol_short, vol_long=vol_long,
         krr=krr, mlp=mlp, jd=jd, rls=rls, feat_b=emb.x_new, feat_d=feat_d, kernel_pred=preds,
         kernel_loss=kernel_loss, disagreement=disagreement, rho=rho, f=sk.f / eps, g=sk.g / eps, resid=resid,
         cusum=cusum_state,
-        log_mult=log_mult, unit=unit, spread=spread, prediction=prediction, lower=lower, upper=upper,
+        log_mult=log_mult, surprise=surprise, unit=unit, spread=spread, prediction=prediction, lower=lower, upper=upper,
         alarms=state.alarms + alarm.astype(state.alarms.dtype),
     )
     result = StepResult(

@@ -19,7 +19,7 @@ from models.evaluation.datasets import Series
 from models.step import KERNEL_NAMES
 
 RIVER_FORECASTERS = ("snarimax", "holt_winters", "linear_lags")
-KERNEL_METHODS = tuple(f"kernel_{k.lower()}" for k in KERNEL_NAMES)
+KERNEL_METHODS = tuple(f"kernel_{k[0].lower()}" for k in KERNEL_NAMES)  # kernel_a .. kernel_d
 FORECAST_METHODS = ("usp", *KERNEL_METHODS, "naive", *RIVER_FORECASTERS)
 
 
@@ -31,8 +31,13 @@ class MethodRun(NamedTuple):
     upper: np.ndarray
 
 
+def _key(series: Series) -> tuple[str, int]:
+    return series.name, len(series.values)
+
+
 class Runner:
-    """Memoised runs of USP (one back-test with every kernel's forecast) and of the baselines.
+    """Memoised runs of USP (one back-test with every kernel's forecast) and of the baselines, keyed by
+    series name and length (a name stands for one data set; `--max-rows` cuts give new lengths).
 
     `progress(label)` is called before each new computation, so a CLI can show what is running.
     """
@@ -40,9 +45,9 @@ class Runner:
     def __init__(self, config: PredictorConfig, progress: Callable[[str], None] | None = None) -> None:
         self.config = config
         self._progress = progress
-        self._usp: dict[str, BacktestResult] = {}
-        self._runs: dict[tuple[str, str], MethodRun] = {}
-        self._scores: dict[tuple[str, str], np.ndarray] = {}
+        self._usp: dict[tuple[str, int], BacktestResult] = {}
+        self._runs: dict[tuple[str, int, str], MethodRun] = {}
+        self._scores: dict[tuple[str, int, str], np.ndarray] = {}
 
     def _note(self, label: str) -> None:
         if self._progress is not None:
@@ -53,14 +58,15 @@ class Runner:
         return self.config.orchestration.interval_level
 
     def usp(self, series: Series) -> BacktestResult:
-        if series.name not in self._usp:
+        key = _key(series)
+        if key not in self._usp:
             self._note(f"usp {series.name}")
             ts = np.arange(1, len(series.values) + 1, dtype=np.int64)  # row order is the clock here
-            self._usp[series.name] = backtest(ts, series.values, self.config, kernels=True)
-        return self._usp[series.name]
+            self._usp[key] = backtest(ts, series.values, self.config, kernels=True)
+        return self._usp[key]
 
     def forecast(self, series: Series, method: str) -> MethodRun:
-        key = (series.name, method)
+        key = (*_key(series), method)
         if key in self._runs:
             return self._runs[key]
         if method == "usp":
@@ -89,7 +95,7 @@ class Runner:
 
     def anomaly_score(self, series: Series, method: str) -> np.ndarray:
         """Per-row score in [0, 1]: USP's own, a forecaster's conformal surprise, or river's HalfSpaceTrees."""
-        key = (series.name, method)
+        key = (*_key(series), method)
         if key not in self._scores:
             if method == "usp":
                 score = np.asarray(self.usp(series).anomaly_score, dtype=np.float64)
