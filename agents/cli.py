@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="DIR", help="write one PNG per series: forecast, band, alarms, truth")
     p.add_argument("--nab", metavar="DIR", help="NAB data folder (default: $USP_NAB_DATA or ../shared/data/nab)")
     p.add_argument("--max-rows", type=int, metavar="N", help="score only the first N rows of each series (quick runs)")
+    p.add_argument("--split", choices=("all", "tune", "test"), default="all",
+                   help="score every row (all), the first half of each series (tune) or the second (test); "
+                        "pick parameters on tune, report test (walk-forward)")
     p.add_argument("--series", action="append", metavar="TEXT",
                    help="only series whose name contains TEXT (repeatable), e.g. --series nile --series nyc_taxi")
     config_arg(p)

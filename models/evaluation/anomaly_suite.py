@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 from models.evaluation import nab
 from models.evaluation.datasets import Series
-from models.evaluation.runs import RIVER_FORECASTERS, Runner
+from models.evaluation.runs import RIVER_FORECASTERS, Runner, split_rows
 
 ANOMALY_METHODS = ("usp", "naive", *RIVER_FORECASTERS, "half_space_trees")
 
@@ -33,14 +33,21 @@ class AnomalyReport(NamedTuple):
                 "scores": {m: {p: s._asdict() for p, s in by.items()} for m, by in self.scores.items()}}
 
 
-def nab_files(runner: Runner, series: Sequence[Series], method: str) -> list[nab.NabFile]:
-    return [nab.NabFile(s.name, runner.anomaly_score(s, method), list(s.anomaly_windows),
-                        nab.probation_rows(len(s.values))) for s in series]
+def nab_files(runner: Runner, series: Sequence[Series], method: str, split: str = "all") -> list[nab.NabFile]:
+    """One NabFile per series, cut to the split: the windows wholly inside it, and NAB's probation at the
+    start of a file only (the test half follows rows the detector has already learnt from)."""
+    files = []
+    for s in series:
+        lo, hi = split_rows(len(s.values), split)
+        windows = [(a - lo, b - lo) for a, b in s.anomaly_windows if lo <= a and b < hi]
+        probation = nab.probation_rows(len(s.values)) if lo == 0 else 0
+        files.append(nab.NabFile(s.name, runner.anomaly_score(s, method)[lo:hi], windows, min(probation, hi - lo)))
+    return files
 
 
 def run_anomaly(runner: Runner, series: Sequence[Series],
                 methods: Sequence[str] = ANOMALY_METHODS,
-                done: Callable[[Series], None] | None = None) -> AnomalyReport:
+                done: Callable[[Series], None] | None = None, split: str = "all") -> AnomalyReport:
     # Compute every method's scores series by series (so progress advances per series), then score.
     for s in series:
         for m in methods:
@@ -49,10 +56,11 @@ def run_anomaly(runner: Runner, series: Sequence[Series],
             done(s)
     scores: dict[str, dict[str, ProfileScore]] = {}
     for m in methods:
-        files = nab_files(runner, series, m)
+        files = nab_files(runner, series, m, split)
         scores[m] = {}
         for profile_name, profile in nab.PROFILES.items():
             threshold, result = nab.optimize_threshold(files, profile)
             scores[m][profile_name] = ProfileScore(float(threshold), float(result.normalized),
                                                    int(result.tp), int(result.fp), int(result.fn))
-    return AnomalyReport(tuple(methods), len(series), sum(len(s.anomaly_windows) for s in series), scores)
+    windows = sum(len(f.windows) for f in nab_files(runner, series, methods[0], split)) if methods else 0
+    return AnomalyReport(tuple(methods), len(series), windows, scores)

@@ -11,7 +11,7 @@ import numpy as np
 
 from models.evaluation import baselines, changepoint_metrics
 from models.evaluation.datasets import Series
-from models.evaluation.runs import Runner
+from models.evaluation.runs import Runner, split_rows
 
 MARGIN = 5
 CHANGEPOINT_METHODS = ("usp", *baselines.DETECTORS)
@@ -45,15 +45,17 @@ def alarms_for(runner: Runner, series: Series, method: str) -> list[int]:
 
 def run_changepoint(runner: Runner, series: Sequence[Series],
                     methods: Sequence[str] = CHANGEPOINT_METHODS,
-                    done: Callable[[Series], None] | None = None) -> ChangepointReport:
+                    done: Callable[[Series], None] | None = None, split: str = "all") -> ChangepointReport:
     out = []
     for s in series:
-        n = len(s.values)
-        truth = [list(s.change_points)]
-        alarms = {m: alarms_for(runner, s, m) for m in methods}
+        # A split is scored as a series of its own: its rows renumbered from 0, truth and alarms in it.
+        lo, hi = split_rows(len(s.values), split)
+        n = hi - lo
+        truth = [[c - lo for c in s.change_points if lo <= c < hi]]
+        alarms = {m: [a - lo for a in alarms_for(runner, s, m) if lo <= a < hi] for m in methods}
         f1 = {m: changepoint_metrics.f1_score(truth, a, margin=MARGIN).f1 for m, a in alarms.items()}
         cover = {m: changepoint_metrics.covering(truth, a, n) for m, a in alarms.items()}
-        out.append(SeriesChangepoints(s.name, n, tuple(s.change_points), alarms, f1, cover))
+        out.append(SeriesChangepoints(s.name, n, tuple(truth[0]), alarms, f1, cover))
         if done is not None:
             done(s)
     return ChangepointReport(

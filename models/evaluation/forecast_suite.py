@@ -15,7 +15,7 @@ import numpy as np
 
 from models.evaluation import metrics
 from models.evaluation.datasets import Series
-from models.evaluation.runs import FORECAST_METHODS, Runner
+from models.evaluation.runs import FORECAST_METHODS, Runner, split_rows
 
 COVERAGE_BAND = (0.93, 0.97)
 
@@ -58,7 +58,7 @@ def score_start(runner: Runner, n: int) -> int:
 
 def run_forecast(runner: Runner, series: Sequence[Series],
                  methods: Sequence[str] = FORECAST_METHODS,
-                 done: Callable[[Series], None] | None = None) -> ForecastReport:
+                 done: Callable[[Series], None] | None = None, split: str = "all") -> ForecastReport:
     alpha = 1.0 - runner.level
     out: list[SeriesForecast] = []
     for s in series:
@@ -67,12 +67,13 @@ def run_forecast(runner: Runner, series: Sequence[Series],
             if done is not None:
                 done(s)
             continue  # a constant series has no error scale: MASE is undefined there
-        start = score_start(runner, len(s.values))
+        lo, hi = split_rows(len(s.values), split)
+        start = max(score_start(runner, len(s.values)), lo)
         scores = {}
         for m in methods:
             run = runner.forecast(s, m)
-            scores[m] = metrics.forecast_scores(s.values, run.prediction, run.lower, run.upper, scale,
-                                                start=start, alpha=alpha)
+            scores[m] = metrics.forecast_scores(s.values[:hi], run.prediction[:hi], run.lower[:hi], run.upper[:hi],
+                                                scale, start=start, alpha=alpha)
         out.append(SeriesForecast(s.name, s.source, len(s.values), float(scale), scores))
         if done is not None:
             done(s)
@@ -81,13 +82,13 @@ def run_forecast(runner: Runner, series: Sequence[Series],
         finite = [v for v in values if np.isfinite(v)]
         return float(np.median(finite)) if finite else float("nan")
 
-    lo, hi = COVERAGE_BAND
+    band_lo, band_hi = COVERAGE_BAND
     return ForecastReport(
         methods=tuple(methods),
         series=out,
         median_mase={m: med([s.scores[m].mase for s in out]) for m in methods},
         median_coverage={m: med([s.scores[m].coverage for s in out]) for m in methods},
-        in_band={m: float(np.mean([lo <= s.scores[m].coverage <= hi for s in out])) if out else float("nan")
+        in_band={m: float(np.mean([band_lo <= s.scores[m].coverage <= band_hi for s in out])) if out else float("nan")
                  for m in methods},
         median_scaled_winkler={m: med([s.scores[m].winkler / s.scale for s in out]) for m in methods},
     )

