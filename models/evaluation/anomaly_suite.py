@@ -34,12 +34,13 @@ class AnomalyReport(NamedTuple):
 
 
 def nab_files(runner: Runner, series: Sequence[Series], method: str, split: str = "all") -> list[nab.NabFile]:
-    """One NabFile per series, cut to the split: the windows wholly inside it, and NAB's probation at the
-    start of a file only (the test half follows rows the detector has already learnt from)."""
+    """One NabFile per series, cut to the split: its windows clipped to it (a window that straddles the
+    middle counts in both halves, so detections in it are never false positives), and NAB's probation
+    at the start of a file only (the test half follows rows the detector has already learnt from)."""
     files = []
     for s in series:
         lo, hi = split_rows(len(s.values), split)
-        windows = [(a - lo, b - lo) for a, b in s.anomaly_windows if lo <= a and b < hi]
+        windows = [(max(a, lo) - lo, min(b, hi - 1) - lo) for a, b in s.anomaly_windows if a < hi and b >= lo]
         probation = nab.probation_rows(len(s.values)) if lo == 0 else 0
         files.append(nab.NabFile(s.name, runner.anomaly_score(s, method)[lo:hi], windows, min(probation, hi - lo)))
     return files

@@ -237,7 +237,7 @@ def score_file(file: NabFile, profile: Profile, threshold: float) -> NabResult:
     return score_corpus([file], profile, threshold)
 
 
-def default_thresholds(files: Sequence[NabFile], max_candidates: int = 200) -> np.ndarray:
+def default_thresholds(files: Sequence[NabFile], max_candidates: int = 1000) -> np.ndarray:
     """Candidate thresholds: the distinct scores that scorable rows take (every place where the set of
     detections changes), thinned to about `max_candidates` quantiles when there are more, plus one just
     above max(1, highest score) for a detector that never fires.

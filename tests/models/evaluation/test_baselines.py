@@ -159,8 +159,12 @@ def test_conformal_anomaly_score() -> None:
     score = B.conformal_anomaly_score(y, np.zeros_like(y))
     assert np.all((score >= 0) & (score <= 1))
     assert np.all(score[: B.MIN_RESIDUALS] == 0)
-    assert score[700] == 1.0
-    assert 0.4 < score[100:].mean() < 0.6  # a p-value is uniform on exchangeable residuals
+    # 25 beats every past residual: rank 1 (half the score) plus how far past the window's largest
+    # residual it lies (the other half), so it outranks a residual that only just beats the window.
+    past = np.abs(y[200:700])
+    assert score[700] == pytest.approx(0.5 + 0.5 * (1.0 - past.max() / 25.0))
+    assert score[700] == score.max() and score[700] > 0.9
+    assert 0.2 < score[100:].mean() < 0.3  # half a p-value, uniform on exchangeable residuals
 
 
 @pytest.mark.parametrize("name", B.DETECTORS)
