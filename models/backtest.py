@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from models.config import PredictorConfig
+from models.evaluation.metrics import forecast_scores
 from models.state import SeriesState, init_state
 from models.step import REASON_OK, Observation, orchestrate_step
 
@@ -134,17 +135,14 @@ def summarize(values: np.ndarray, result: BacktestResult, warmup_steps: int) -> 
     (300, True)
     """
     n = len(values)
-    scored = np.arange(n) > warmup_steps
-    pred, lo, hi = result.prediction[scored], result.lower[scored], result.upper[scored]
-    x = np.asarray(values, dtype=np.float64)[scored]
-    has = np.isfinite(pred)
-    coverage = float(np.mean((lo[has] <= x[has]) & (x[has] <= hi[has]))) if has.any() else float("nan")
-    mae = float(np.mean(np.abs(x[has] - pred[has]))) if has.any() else float("nan")
+    # Scale 1: MASE is not reported here (`usp evaluate` scales by the series' naive error).
+    scores = forecast_scores(values, result.prediction, result.lower, result.upper, scale=1.0,
+                             start=warmup_steps + 1)
     return {
         "rows": n,
         "ticks_per_s": round(n / result.run_s, 1) if result.run_s > 0 else 0.0,
-        "coverage": round(coverage, 4),
-        "mae": mae,
+        "coverage": round(scores.coverage, 4),
+        "mae": scores.mae,
         "regime_changes": int(np.sum(result.regime_change)),
         "refused": int(np.sum(result.reason != REASON_OK)),
     }

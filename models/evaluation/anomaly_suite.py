@@ -56,12 +56,13 @@ def run_anomaly(runner: Runner, series: Sequence[Series],
         if done is not None:
             done(s)
     scores: dict[str, dict[str, ProfileScore]] = {}
+    windows = 0  # the same windows for every method
     for m in methods:
         files = nab_files(runner, series, m, split)
+        windows = sum(len(f.windows) for f in files)
         scores[m] = {}
         for profile_name, profile in nab.PROFILES.items():
             threshold, result = nab.optimize_threshold(files, profile)
             scores[m][profile_name] = ProfileScore(float(threshold), float(result.normalized),
                                                    int(result.tp), int(result.fp), int(result.fn))
-    windows = sum(len(f.windows) for f in nab_files(runner, series, methods[0], split)) if methods else 0
     return AnomalyReport(tuple(methods), len(series), windows, scores)
