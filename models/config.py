@@ -70,6 +70,9 @@ class OrchestrationConfig:
         multiplier; large enough (0.05) that a series of a few hundred rows is calibrated within them.
     anomaly_decay: per-tick decay of the envelope of recent anomaly evidence; anomaly_score is the rise
         above it, so an episode scores once at its start (0.999: the envelope halves in ~700 ticks).
+    season_bins: phase bins of the seasonal profile (0: no season). The season (day, week or year) is
+        chosen per series from its sampling interval; 288 holds a day of five-minute rows one row a bin.
+    season_alpha: EWMA weight, across seasons, of each bin's increment (Holt-Winters' gamma).
     rough_holder: a window whose Hölder exponent is below this is too rough: kernel D alone predicts.
     frozen_steps: this many identical values in a row make the next identical one "frozen" (0: off).
     outlier_z: a value further than this many interval half-widths from the prediction is an outlier
@@ -95,6 +98,8 @@ class OrchestrationConfig:
     jko_radius: float = 0.25
     conformal_gamma: float = 0.05
     anomaly_decay: float = 0.999
+    season_bins: int = 288
+    season_alpha: float = 0.2
     rough_holder: float = 0.05
     frozen_steps: int = 100
     outlier_z: float = 25.0
@@ -259,6 +264,8 @@ def _check_ranges(config: USPConfig) -> None:
         (o.jko_radius > 0, "orchestration.jko_radius must be > 0"),
         (0 <= o.conformal_gamma <= 1, "orchestration.conformal_gamma must be in [0, 1]"),
         (0 <= o.anomaly_decay < 1, "orchestration.anomaly_decay must be in [0, 1)"),
+        (0 <= o.season_bins <= 2016, "orchestration.season_bins must be in [0, 2016]"),
+        (0 < o.season_alpha <= 1, "orchestration.season_alpha must be in (0, 1]"),
         (0 <= o.rough_holder <= 1.5, "orchestration.rough_holder must be in [0, 1.5]"),
         (o.frozen_steps >= 0, "orchestration.frozen_steps must be >= 0"),
         (o.outlier_z >= 0, "orchestration.outlier_z must be >= 0 (0 turns the check off)"),

@@ -25,6 +25,7 @@ from native.kernels.density import MLPParams, mlp_init
 from native.kernels.jump_diffusion import JumpDiffusionState
 from native.kernels.krr import KRRState
 from native.kernels.logsig import LOGSIG_DIM, RLSState
+from native.season import SeasonState, season_init
 
 #: A pytree leaf: a NumPy array or scalar between ticks, a jax.Array inside a traced step.
 Leaf = Any
@@ -34,12 +35,16 @@ N_KERNELS = 4
 
 class IngestState(NamedTuple):
     """degraded: 1 while the series is in degraded mode; clean_run: accepted ticks in a row (for
-    hysteresis); frozen_run: identical values in a row; outlier_run: outliers refused in a row."""
+    hysteresis); frozen_run: identical values in a row; outlier_run: outliers refused in a row;
+    outlier_ts: when the current run of outliers began (a level shift is learnt as starting there);
+    seen_ts: the last tick's ts, refused or not (stale ones aside): the stream's own sampling step."""
 
     degraded: Leaf
     clean_run: Leaf
     frozen_run: Leaf
     outlier_run: Leaf
+    outlier_ts: Leaf
+    seen_ts: Leaf
 
 
 class SeriesState(NamedTuple):
@@ -56,6 +61,7 @@ class SeriesState(NamedTuple):
     resid: moments of the standardised residual (for kurtosis). cusum: CUSUM sums and grace counter.
     log_mult: log of the conformal width multiplier. unit: the volatility unit predictions were made in.
     surprise: the decaying envelope of recent evidence behind anomaly_score (see orchestrate_step).
+    season: the seasonal profile of increments by phase of the series' day, week or year (a kernel input).
     spread: the fused predictive standard deviation in units of `unit`.
     prediction, lower, upper: the forecast for the next tick. alarms: regime changes so far.
     """
@@ -84,6 +90,7 @@ class SeriesState(NamedTuple):
     cusum: CusumState
     log_mult: Leaf
     surprise: Leaf
+    season: SeasonState
     unit: Leaf
     spread: Leaf
     prediction: Leaf
@@ -98,8 +105,8 @@ def _template(config: PredictorConfig) -> SeriesState:
     o, k = config.orchestration, config.kernels
     f = jnp.float64(0.0)
     i = jnp.int64(0)
-    n_in = k.krr_lags + 1
-    n_d = 1 + LOGSIG_DIM[k.logsig_depth]
+    n_in = k.krr_lags + 2  # lags, distance from the window mean, seasonal increment
+    n_d = 2 + LOGSIG_DIM[k.logsig_depth]  # bias, log-signature, seasonal increment
     state = SeriesState(
         n_obs=i,
         rejected=i,
@@ -108,7 +115,8 @@ def _template(config: PredictorConfig) -> SeriesState:
         window=jnp.zeros(o.window),
         vol_short=f,
         vol_long=f,
-        ingest=IngestState(degraded=i, clean_run=i, frozen_run=i, outlier_run=i),
+        ingest=IngestState(degraded=i, clean_run=i, frozen_run=i, outlier_run=i, outlier_ts=i,
+                            seen_ts=jnp.int64(-1)),
         krr=KRRState(alpha=jnp.zeros(o.window - 1 - k.krr_lags)),
         mlp=mlp_init(jax.random.PRNGKey(o.seed), n_in, k.density_hidden),
         jd=JumpDiffusionState(theta=f, sxy=f, sxx=f, diff_var=jnp.float64(1.0), jump_rate=f, jump_mean=f,
@@ -126,6 +134,7 @@ def _template(config: PredictorConfig) -> SeriesState:
         cusum=CusumState(pos=f, neg=f, grace=i),
         log_mult=f,
         surprise=f,
+        season=season_init(max(o.season_bins, 1)),
         unit=jnp.float64(1.0),
         spread=f,
         prediction=f,

@@ -45,6 +45,7 @@ from native.kernels.features import lag_embedding
 from native.kernels.jump_diffusion import jd_predict, jd_update
 from native.kernels.krr import krr_step
 from native.kernels.logsig import logsig_features, logsig_predict, rls_update
+from native.season import season_feature, season_rows, season_update
 from native.sinkhorn import OTProblem, sinkhorn, volatility_epsilon
 
 MODE_INFERENCE, MODE_CALIBRATION, MODE_DIAGNOSTIC = 0, 1, 2
@@ -104,14 +105,17 @@ class StepResult(NamedTuple):
 
 
 def _ingest(state: SeriesState, ts: Array, x: Array, config: PredictorConfig) -> tuple[Array, Array, Array]:
-    """(reason code, frozen_run, outlier_run) for x against the state's history."""
+    """(reason code, frozen_run, outlier_run) for x against the state's history; outlier_run > 0 with
+    reason ok is a level shift accepted after `outlier_patience` ticks."""
     o = config.orchestration
     first = state.n_obs == 0
     stale = jnp.logical_and(~first, ts <= state.last_ts)
     out_of_range = jnp.logical_or(~jnp.isfinite(x), jnp.abs(x) > o.max_abs_value)
     same = jnp.logical_and(~first, x == state.last_value)
     frozen_run = jnp.where(same, state.ingest.frozen_run + 1, 0)
-    frozen = jnp.logical_and(o.frozen_steps > 0, frozen_run >= o.frozen_steps)
+    # A flat run shorter than the series' season can be the season's own shape (a quiet night of a
+    # daily pattern): only a value stuck for longer than both `frozen_steps` and one season is frozen.
+    frozen = jnp.logical_and(o.frozen_steps > 0, frozen_run >= jnp.maximum(o.frozen_steps, season_rows(state.season)))
     sigma = (state.upper - state.prediction) / config.orchestration.interval_z
     candidate = (o.outlier_z > 0) & (state.n_obs > o.warmup_steps) & (sigma > 0) & \
         (jnp.abs(x - state.prediction) > o.outlier_z * sigma)
@@ -122,9 +126,10 @@ def _ingest(state: SeriesState, ts: Array, x: Array, config: PredictorConfig) ->
     return reason, frozen_run, outlier_run
 
 
-def _advance(state: SeriesState, obs: Observation, x: Array,
+def _advance(state: SeriesState, obs: Observation, x: Array, shift: Array,
              config: PredictorConfig) -> tuple[SeriesState, StepResult]:
-    """Steps 2-7 as if x were accepted; the caller decides whether the result may enter state."""
+    """Steps 2-7 as if x were accepted; the caller decides whether the result may enter state. `shift`:
+    x ends a run of refused outliers (a level shift)."""
     o, kc, cc = config.orchestration, config.kernels, config.cusum
     first = state.n_obs == 0
     n_obs = state.n_obs + 1
@@ -160,6 +165,18 @@ def _advance(state: SeriesState, obs: Observation, x: Array,
     jd = jd_update(state.jd, x_prev, x, state.unit, kc.jd_alpha * learn, kc.jd_theta_alpha * learn, kc.jump_z)
     jd = jd._replace(theta=jnp.where(first, x, jd.theta))
 
+    # The seasonal profile learns this increment at its phase and offers the next phase's increment, in
+    # volatility units, as an input to kernels B and D (their regressions weigh it, or learn to ignore it).
+    # A level shift accepted after `outlier_patience` refused ticks happened when the first of them came:
+    # it is learnt at that phase, so a step that recurs daily is expected there next time instead of
+    # being refused again (a lone spike is never accepted, so never learnt).
+    at = jnp.where(shift, state.ingest.outlier_ts, obs.ts)
+    # The step is measured from the last tick seen, refused or not: a run of frozen (refused, identical)
+    # values ends with a one-tick move, not a gap; only ticks that never came make a gap.
+    season = season_update(state.season, at, obs.ts - state.ingest.seen_ts, inc, n_obs - 1, o.season_alpha,
+                           learn=~first & (o.season_bins > 0))
+    seasonal = jnp.clip(season_feature(season, obs.ts) / unit, -Z_CLIP, Z_CLIP)
+
     window = jnp.where(first, jnp.full_like(state.window, x), jnp.concatenate([state.window[1:], x[None]]))
     holder = holder_exponent(window)
     full = n_obs >= o.window
@@ -168,9 +185,10 @@ def _advance(state: SeriesState, obs: Observation, x: Array,
 
     emb = lag_embedding(window, unit, kc.krr_lags)
     krr, a = krr_step(state.krr, emb, kc.krr_bandwidth, kc.krr_ridge, kc.krr_cg_iters)
-    b = density_predict(mlp, emb.x_new)
+    feat_b = jnp.concatenate([emb.x_new, seasonal[None]])
+    b = density_predict(mlp, feat_b)
     c = jd_predict(jd, x, unit, stiffness_threshold)
-    feat_d = logsig_features(window, unit, kc.logsig_points, kc.logsig_depth)
+    feat_d = jnp.concatenate([logsig_features(window, unit, kc.logsig_points, kc.logsig_depth), seasonal[None]])
     d = logsig_predict(rls, feat_d)
     preds = jnp.clip(jnp.stack([a.prediction, b.prediction, c.prediction, d.prediction]), -Z_CLIP, Z_CLIP)
 
@@ -248,10 +266,11 @@ def _advance(state: SeriesState, obs: Observation, x: Array,
 
     new = state._replace(
         n_obs=n_obs, last_ts=obs.ts, last_value=x, window=window, vol_short=vol_short, vol_long=vol_long,
-        krr=krr, mlp=mlp, jd=jd, rls=rls, feat_b=emb.x_new, feat_d=feat_d, kernel_pred=preds,
+        krr=krr, mlp=mlp, jd=jd, rls=rls, feat_b=feat_b, feat_d=feat_d, kernel_pred=preds,
         kernel_loss=kernel_loss, disagreement=disagreement, rho=rho, f=sk.f / eps, g=sk.g / eps, resid=resid,
         cusum=cusum_state,
-        log_mult=log_mult, surprise=surprise, unit=unit, spread=spread, prediction=prediction, lower=lower, upper=upper,
+        log_mult=log_mult, surprise=surprise, season=season, unit=unit, spread=spread, prediction=prediction,
+        lower=lower, upper=upper,
         alarms=state.alarms + alarm.astype(state.alarms.dtype),
     )
     result = StepResult(
@@ -294,7 +313,7 @@ def orchestrate_step(state: SeriesState, obs: Observation,
     x = jnp.where(jnp.abs(x) < jnp.finfo(jnp.float64).tiny, 0.0, x)
     reason, frozen_run, outlier_run = _ingest(state, obs.ts, x, config)
     safe_x = jnp.where(reason == REASON_RANGE, state.last_value, x)  # keep inf/huge out of the arithmetic
-    candidate, result = _advance(state, obs, safe_x, config)
+    candidate, result = _advance(state, obs, safe_x, outlier_run > 0, config)
 
     # Refused input, or a candidate that fails the numeric gate, keeps the old state whole. A cond
     # costs one branch in a scan where a select would cost one op per leaf; under vmap it becomes that
@@ -312,7 +331,9 @@ def orchestrate_step(state: SeriesState, obs: Observation,
     degraded = jnp.where(accepted, (state.ingest.degraded > 0) & (clean_run < o.recovery_steps), True)
     degraded = jnp.where(stale, state.ingest.degraded > 0, degraded)
     ingest = IngestState(degraded=degraded.astype(state.ingest.degraded.dtype), clean_run=clean_run,
-                         frozen_run=frozen_run, outlier_run=jnp.where(accepted, 0, outlier_run))
+                         frozen_run=frozen_run, outlier_run=jnp.where(accepted, 0, outlier_run),
+                         outlier_ts=jnp.where(state.ingest.outlier_run == 0, obs.ts, state.ingest.outlier_ts),
+                         seen_ts=obs.ts)
     # A refused outlier is still evidence of an episode: it is scored, and the anomaly envelope
     # remembers it (when finite), so a run of refused outliers scores once, not once per row. Other
     # refusals score 0 and leave all state but the ingest counters alone (a stale tick is a replay; an

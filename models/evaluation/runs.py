@@ -79,7 +79,8 @@ class Runner:
         key = _key(series)
         if key not in self._usp:
             self._note(f"usp {series.name}")
-            ts = np.arange(1, len(series.values) + 1, dtype=np.int64)  # row order is the clock here
+            # The series' own clock, as a worker would see it: the seasonal profile reads its phase.
+            ts = np.round(series.ts * 1e9).astype(np.int64)
             self._usp[key] = backtest(ts, series.values, self.config, kernels=True)
         return self._usp[key]
 

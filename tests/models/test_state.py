@@ -86,11 +86,12 @@ def test_shapes_follow_the_config() -> None:
     s = init_state(cfg)
     assert s.window.shape == (16,)
     assert s.krr.alpha.shape == (16 - 1 - 3,)  # one coefficient per training row of the lag embedding
-    assert s.mlp.w1.shape == (3 + 1, 5)
+    assert s.mlp.w1.shape == (3 + 2, 5)  # lags, distance from the mean, seasonal increment
     assert s.mlp.w2.shape == (5, 2)
-    assert s.feat_b.shape == (3 + 1,)
-    assert s.rls.w.shape == s.feat_d.shape == (1 + LOGSIG_DIM[3],)
-    assert s.rls.P.shape == (1 + LOGSIG_DIM[3],) * 2
+    assert s.feat_b.shape == (3 + 2,)
+    assert s.rls.w.shape == s.feat_d.shape == (2 + LOGSIG_DIM[3],)  # bias, log-signature, seasonal
+    assert s.rls.P.shape == (2 + LOGSIG_DIM[3],) * 2
+    assert s.season.profile.shape == (cfg.orchestration.season_bins,)
     assert s.rho.shape == s.f.shape == s.g.shape == s.kernel_loss.shape == (N_KERNELS,)
     assert s.disagreement.shape == (N_KERNELS, N_KERNELS)
 

@@ -390,3 +390,51 @@ def test_interval_coverage_on_nyc_taxi() -> None:
         prev = (float(r.lower), float(r.upper))
     coverage = float(np.mean(hits))
     assert 0.90 <= coverage <= 0.99, coverage
+
+
+# --- seasonality ---
+
+def test_a_daily_pattern_is_forecast_better_with_the_seasonal_profile() -> None:
+    """Hourly rows of a daily shape plus noise: the seasonal profile (a kernel input) must cut the
+    one-step MAE of the last week clearly below the same predictor without it (season_bins = 0)."""
+    from models.backtest import backtest
+    from models.config import OrchestrationConfig
+
+    rng = np.random.default_rng(5)
+    n = 24 * 28
+    hours = np.arange(n)
+    values = 10 * np.sin(2 * np.pi * hours / 24) + 4 * (hours % 24 == 9) + 0.5 * rng.standard_normal(n)
+    ts = (19_676 * 86_400 + 3600 * hours) * 1_000_000_000
+    plain = PredictorConfig(orchestration=OrchestrationConfig(season_bins=0))
+    mae = {}
+    for name, cfg in (("season", CFG), ("plain", plain)):
+        r = backtest(ts, values, cfg)
+        mae[name] = float(np.mean(np.abs(values[-168:] - r.prediction[-168:])))
+    assert mae["season"] < 0.8 * mae["plain"], mae  # measured 0.76 vs 1.06
+
+
+def test_a_recurring_level_shift_is_learnt_where_it_starts() -> None:
+    """Five-minute rows, flat but for a step up at 08:00 and down at 20:00 every day: after a long calm
+    stretch the step is refused as an outlier (patience) and accepted on its third tick. With the
+    seasonal profile that shift is learnt at the phase where the run began, so within days the step is
+    expected and accepted on its first tick; without it (season_bins = 0) it is refused every day."""
+    from models.config import OrchestrationConfig
+
+    five_min = 300 * 1_000_000_000
+    start = 19_676 * 86_400 * 1_000_000_000
+    plain = PredictorConfig(orchestration=OrchestrationConfig(season_bins=0))
+    seen = {}
+    for name, cfg in (("season", CFG), ("plain", plain)):
+        one = jax.jit(functools.partial(orchestrate_step, config=cfg))
+        rng = np.random.default_rng(2)
+        s = init_state(cfg)
+        at_step = []
+        for day in range(7):
+            for k in range(288):
+                x = (100.0 if 96 <= k < 240 else 0.0) + 0.01 * rng.standard_normal()
+                s, r = one(s, Observation(np.int64(start + (day * 288 + k) * five_min), np.float64(x)))
+                if k == 96:
+                    at_step.append(REASON_NAMES[int(r.reason)])
+        seen[name] = at_step
+    assert seen["season"][0] == "outlier" and seen["season"][-2:] == ["ok", "ok"], seen
+    assert seen["plain"][1:] == ["outlier"] * 6, seen

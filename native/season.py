@@ -1,0 +1,169 @@
+"""A seasonal profile read from the clock: the typical increment at each phase of a day, week or year.
+
+The series' own timestamps say which season it can have: five-minute rows have a daily cycle of 288
+rows, daily rows a weekly one of 7, monthly rows a yearly one of 12. So the season is chosen once per
+series from its sampling interval (the shortest of day, week and year that holds at least
+`MIN_BINS` rows and at most `MAX_ROWS` rows), and each phase bin keeps an EWMA of the increments seen
+in it, across seasons, as Holt-Winters' additive seasonal term does (Winters 1960). Phase comes from
+the timestamp, not from a row count, so gaps in a stream do not shift it. When a season holds more rows
+than there are bins, a bin spans several rows and keeps their mean increment (a slope), which still
+carries a smooth daily shape.
+
+The profile is a *feature*: kernels regress the next increment on it next to their other inputs, so
+a series with no season (or one the profile misreads) just learns a zero coefficient for it.
+
+Everything is a pure array function: no branching on traced values, so it jits, vmaps and scans.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+from jax import Array
+from jax.typing import ArrayLike
+
+NS_PER_S = 1_000_000_000
+#: Candidate seasons in seconds, shortest first: a day, a week, a (Gregorian mean) year.
+SEASONS_S = (86_400, 7 * 86_400, 31_556_952)
+#: A season needs this many rows to say anything (quarterly data has a yearly season of 4).
+MIN_BINS = 4
+#: A season longer than this many rows is not used: a bin would span too many rows to mean much, and a
+#: series would need to be very long to see it twice (one-minute rows: a day is 1,440 rows, kept).
+MAX_ROWS = 2016
+#: The sampling interval is fixed for the season after this many increments (the choice must not flip
+#: while the profile fills, or it would mix phases).
+LOCK_AFTER = 8
+#: A step longer than this many sampling intervals is a gap: its increment spans too many bins to say
+#: which one it belongs to, and is not learnt. Shorter ones are learnt at the bin they end in: after a
+#: run of refused (say, frozen) rows, the increment that ends it is the step that really happened there.
+GAP = 16.0
+
+
+class SeasonState(NamedTuple):
+    """profile: (bins_max,) EWMA of the increment in each phase bin (value units; float32 is enough for
+    a feature). dt: sampling-interval estimate in ns (0 before the second tick). period: the season in
+    ns (0: none). bins: phase bins in use (<= bins_max). updates: profile updates so far."""
+
+    profile: Array
+    dt: Array
+    period: Array
+    bins: Array
+    updates: Array
+
+
+def season_init(bins_max: int) -> SeasonState:
+    """A series with no season yet.
+
+    >>> import native
+    >>> s = season_init(4)
+    >>> s.profile.tolist(), int(s.period), int(s.bins)
+    ([0.0, 0.0, 0.0, 0.0], 0, 0)
+    """
+    return SeasonState(profile=jnp.zeros(bins_max, jnp.float32), dt=jnp.float64(0.0), period=jnp.int64(0),
+                       bins=jnp.int32(0), updates=jnp.int64(0))
+
+
+def choose_season(dt_ns: ArrayLike, bins_max: int) -> tuple[Array, Array]:
+    """(period in ns, bins) for a sampling interval: the shortest candidate season with at least
+    MIN_BINS and at most MAX_ROWS rows; (0, 0) when none fits.
+
+    >>> import native
+    >>> [(int(p) // NS_PER_S, int(b)) for p, b in [choose_season(300e9, 288), choose_season(86400e9, 288)]]
+    [(86400, 288), (604800, 7)]
+    >>> [int(b) for _, b in [choose_season(3600e9 * 24 * 30.4, 288), choose_season(1e9, 288)]]  # month, 1 s
+    [12, 0]
+    """
+    dt = jnp.asarray(dt_ns, jnp.float64)
+    period = jnp.int64(0)
+    bins = jnp.int32(0)
+    found = jnp.bool_(False)
+    for season in SEASONS_S:
+        rows = season * NS_PER_S / jnp.where(dt > 0, dt, jnp.inf)
+        fits = (~found) & (rows >= MIN_BINS - 0.5) & (rows <= MAX_ROWS)
+        period = jnp.where(fits, jnp.int64(season * NS_PER_S), period)
+        bins = jnp.where(fits, jnp.minimum(jnp.round(rows), bins_max).astype(jnp.int32), bins)
+        found = found | fits
+    return period, bins
+
+
+def phase_bin(state: SeasonState, ts: ArrayLike) -> Array:
+    """The bin of epoch-ns time `ts` in the series' season (0 when it has none).
+
+    >>> import native, numpy as np
+    >>> s = season_init(24)._replace(period=np.int64(86400 * NS_PER_S), bins=np.int32(24))
+    >>> [int(phase_bin(s, np.int64(h * 3600 * NS_PER_S))) for h in (0, 1, 23, 24, 25)]
+    [0, 1, 23, 0, 1]
+    """
+    period = jnp.maximum(state.period, 1)
+    frac = jnp.mod(jnp.asarray(ts, jnp.int64), period).astype(jnp.float64) / period.astype(jnp.float64)
+    # Round before the floor: a timestamp on a bin's edge must land in that bin despite float error.
+    b = jnp.floor(jnp.round(frac * state.bins, 6)).astype(jnp.int32)
+    return jnp.where(state.bins > 0, jnp.clip(b, 0, jnp.maximum(state.bins - 1, 0)), 0)
+
+
+def season_update(state: SeasonState, ts: ArrayLike, step_ns: ArrayLike, increment: ArrayLike,
+                  n_increments: ArrayLike, alpha: ArrayLike, learn: ArrayLike = True) -> SeasonState:
+    """Learn one increment that arrived at `ts`, `step_ns` after the previous tick.
+
+    `n_increments` counts the series' increments including this one (0 for a series' first value, which
+    has no increment and teaches nothing); the sampling interval is tracked
+    until LOCK_AFTER of them, when the season is chosen. The EWMA weight is at least 1/(seasons seen),
+    so the first seasons are averaged rather than shrunk towards zero.
+
+    >>> import native, numpy as np
+    >>> s, hour = season_init(24), 3600 * NS_PER_S
+    >>> for i in range(1, 24 * 3):  # three days of hourly rows, +1 at 06:00, else 0
+    ...     s = season_update(s, np.int64(i * hour), hour, 1.0 if i % 24 == 6 else 0.0, i, 0.1)
+    >>> int(s.bins), round(float(s.profile[6]), 3), round(float(s.profile[7]), 3)
+    (24, 1.0, 0.0)
+    """
+    step = jnp.asarray(step_ns, jnp.float64)
+    n = jnp.asarray(n_increments)
+    learn = jnp.asarray(learn) & (n >= 1) & (step > 0)
+    locked = n > LOCK_AFTER
+    # Median-like tracking: each step is clipped to [dt/2, 2 dt] before it enters the average, so a gap
+    # or a burst moves the estimate a little, not to itself.
+    seen = jnp.where(state.dt > 0, jnp.clip(step, 0.5 * state.dt, 2.0 * state.dt), step)
+    dt = jnp.where(locked | ~learn, state.dt,
+                   jnp.where(state.dt > 0, state.dt + 0.25 * (seen - state.dt), step))
+    period, bins = choose_season(dt, state.profile.shape[0])
+    choose_now = learn & (n == LOCK_AFTER)
+    period = jnp.where(choose_now, period, state.period)
+    bins = jnp.where(choose_now, bins, state.bins)
+    fresh = state._replace(dt=dt, period=period, bins=bins)
+
+    learn_now = learn & locked & (bins > 0) & (step <= GAP * dt)
+    b = phase_bin(fresh, ts)
+    seasons_seen = fresh.updates // jnp.maximum(bins, 1).astype(fresh.updates.dtype)
+    weight = jnp.maximum(jnp.asarray(alpha, jnp.float64), 1.0 / (1.0 + seasons_seen))
+    old = fresh.profile[b].astype(jnp.float64)
+    new_b = old + weight * (jnp.asarray(increment, jnp.float64) - old)
+    profile = jnp.asarray(fresh.profile).at[b].set(jnp.where(learn_now, new_b, old).astype(fresh.profile.dtype))
+    return fresh._replace(profile=profile, updates=fresh.updates + learn_now.astype(fresh.updates.dtype))
+
+
+def season_rows(state: SeasonState) -> Array:
+    """Rows in one season (0 without one): the length of the series' own cycle in ticks.
+
+    >>> import native, numpy as np
+    >>> int(season_rows(season_init(4)._replace(period=np.int64(86400 * NS_PER_S), dt=np.float64(300e9))))
+    288
+    """
+    rows = state.period.astype(jnp.float64) / jnp.where(state.dt > 0, state.dt, jnp.inf)
+    return jnp.round(rows).astype(jnp.int64)
+
+
+def season_feature(state: SeasonState, ts: ArrayLike) -> Array:
+    """The profile's increment for the tick one sampling interval after `ts` (value units; 0 without
+    a season).
+
+    >>> import native, numpy as np
+    >>> s = season_init(4)._replace(profile=np.array([0, 1, 2, 3], np.float32), period=np.int64(4),
+    ...                             bins=np.int32(4), dt=np.float64(1.0))
+    >>> [float(season_feature(s, np.int64(t))) for t in (0, 3)]
+    [1.0, 0.0]
+    """
+    nxt = jnp.asarray(ts, jnp.int64) + jnp.round(state.dt).astype(jnp.int64)
+    value = state.profile[phase_bin(state, nxt)].astype(jnp.float64)
+    return jnp.where(state.bins > 0, value, 0.0)

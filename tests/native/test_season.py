@@ -1,0 +1,129 @@
+"""The seasonal profile: season choice from the clock, phase bins, and the per-bin EWMA against NumPy."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import native  # noqa: F401
+from native.season import (
+    LOCK_AFTER,
+    MAX_ROWS,
+    MIN_BINS,
+    NS_PER_S,
+    SEASONS_S,
+    SeasonState,
+    choose_season,
+    phase_bin,
+    season_feature,
+    season_init,
+    season_update,
+)
+
+UPDATE = jax.jit(season_update)
+HOUR = 3600 * NS_PER_S
+
+
+def feed(values: np.ndarray, step_ns: int, alpha: float, bins_max: int = 288,
+         start_ns: int = 19_676 * 86_400 * NS_PER_S) -> tuple[SeasonState, np.ndarray]:
+    """Feed increments of `values` on a regular clock; returns the state and the timestamps."""
+    s = season_init(bins_max)
+    ts = start_ns + step_ns * np.arange(len(values), dtype=np.int64)
+    for i in range(1, len(values)):
+        s = UPDATE(s, np.int64(ts[i]), np.int64(step_ns), values[i] - values[i - 1], i, alpha)
+    return s, ts
+
+
+@given(st.floats(1.0, 5e8))
+def test_season_choice_follows_the_rules(dt_s: float) -> None:
+    """Shortest candidate season with between MIN_BINS and MAX_ROWS rows; bins capped at bins_max."""
+    period, bins = choose_season(dt_s * NS_PER_S, 288)
+    expected = [(s, s / dt_s) for s in SEASONS_S if MIN_BINS - 0.5 <= s / dt_s <= MAX_ROWS]
+    if not expected:
+        assert int(period) == 0 and int(bins) == 0
+    else:
+        season, rows = expected[0]
+        assert int(period) == season * NS_PER_S
+        assert int(bins) == min(round(rows), 288)
+
+
+@settings(deadline=None)
+@given(st.integers(0, 10**19 // 1000), st.sampled_from([4, 7, 12, 24, 288]))
+def test_phase_bin_in_range_and_periodic(ts_us: int, bins: int) -> None:
+    s = season_init(288)._replace(period=np.int64(86_400 * NS_PER_S), bins=np.int32(bins))
+    ts = np.int64(ts_us % (2**62 // 1000) * 1000)
+    b = int(phase_bin(s, ts))
+    assert 0 <= b < bins
+    assert int(phase_bin(s, ts + np.int64(86_400 * NS_PER_S))) == b
+
+
+def test_profile_matches_a_numpy_reference() -> None:
+    """Hourly rows over 20 days: every bin's value equals an explicit per-bin EWMA, whose weight is
+    max(alpha, 1/(1 + seasons seen)) (seasons counted from the profile's updates)."""
+    rng = np.random.default_rng(3)
+    n, alpha = 24 * 20, 0.2
+    hours = np.arange(n)
+    values = np.cumsum(np.sin(2 * np.pi * hours / 24) + 0.3 * rng.standard_normal(n))
+    s, ts = feed(values, HOUR, alpha, bins_max=24)
+    ref = np.zeros(24)
+    updates = 0
+    for i in range(LOCK_AFTER + 1, n):  # learning starts once the season is chosen
+        b = int((ts[i] // NS_PER_S) % 86_400 // 3600)
+        w = max(alpha, 1.0 / (1 + updates // 24))
+        ref[b] += w * ((values[i] - values[i - 1]) - ref[b])
+        updates += 1
+    assert int(s.bins) == 24 and int(s.updates) == updates
+    np.testing.assert_allclose(np.asarray(s.profile), ref, rtol=1e-5, atol=1e-5)  # float32 profile
+
+
+def test_feature_predicts_a_repeating_daily_step() -> None:
+    """A step up at 06:00 and down at 18:00 every day: after a few days the feature for the row before
+    each step is the step, and 0 elsewhere."""
+    n = 24 * 6
+    hour_of_day = np.arange(n) % 24
+    values = np.where((hour_of_day >= 6) & (hour_of_day < 18), 10.0, 0.0)
+    s, ts = feed(values, HOUR, 0.2, bins_max=288)
+    features = {int((t // NS_PER_S) % 86_400 // 3600): float(season_feature(s, np.int64(t))) for t in ts[-24:]}
+    assert abs(features[5] - 10.0) < 1e-3 and abs(features[17] + 10.0) < 1e-3
+    assert all(abs(v) < 1e-3 for h, v in features.items() if h not in (5, 17))
+
+
+def test_gaps_are_not_learnt_and_do_not_shift_the_phase() -> None:
+    """A long gap (more than 16 steps) teaches nothing; after it, phases still come from the clock."""
+    s, ts = feed(np.zeros(40), HOUR, 0.2, bins_max=24)
+    before = s.updates
+    later = np.int64(ts[-1] + 30 * HOUR)
+    s2 = UPDATE(s, later, np.int64(30 * HOUR), 5.0, 40, 0.2)
+    assert int(s2.updates) == int(before)
+    assert np.array_equal(np.asarray(s2.profile), np.asarray(s.profile))
+    s3 = UPDATE(s2, later + HOUR, np.int64(HOUR), 5.0, 41, 0.2)
+    b = int(phase_bin(s3, later + HOUR))
+    assert b == int(((later + HOUR) // NS_PER_S) % 86_400 // 3600)
+    assert float(s3.profile[b]) > 0
+
+
+def test_series_without_a_season_has_a_zero_feature() -> None:
+    """One-second rows: no candidate season fits, nothing is learnt, the feature is 0."""
+    rng = np.random.default_rng(0)
+    s, ts = feed(np.cumsum(rng.standard_normal(100)), NS_PER_S, 0.2)
+    assert int(s.bins) == 0 and int(s.updates) == 0
+    assert float(season_feature(s, np.int64(ts[-1]))) == 0.0
+
+
+def test_vmaps_over_series() -> None:
+    """Two series in one batch give the same states as one at a time."""
+    rng = np.random.default_rng(1)
+    incs = rng.standard_normal((2, 60))
+    batched = jax.vmap(functools.partial(season_update, alpha=0.2))
+    states = [season_init(24), season_init(24)]
+    stacked = jax.tree_util.tree_map(lambda *x: np.stack(x), *states)
+    for i in range(1, 60):
+        ts = np.int64(i * HOUR)
+        stacked = batched(stacked, np.array([ts, ts]), np.array([HOUR, HOUR]), incs[:, i], np.array([i, i]))
+        states = [UPDATE(st_, ts, np.int64(HOUR), incs[k, i], i, 0.2) for k, st_ in enumerate(states)]
+    for k in range(2):
+        np.testing.assert_array_equal(np.asarray(stacked.profile[k]), np.asarray(states[k].profile))
