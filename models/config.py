@@ -69,7 +69,7 @@ class OrchestrationConfig:
     conformal_gamma: step of the online conformal (ACI-style) update of the interval's log width
         multiplier; large enough (0.05) that a series of a few hundred rows is calibrated within them.
     anomaly_decay: per-tick decay of the envelope of recent anomaly evidence; anomaly_score is the rise
-        above it, so an episode scores once at its start (0.999: the envelope halves in ~700 ticks).
+        above it, so an episode scores once at its start (0.998: the envelope halves in ~350 ticks).
     season_bins: phase bins of the seasonal profile (0: no season). The season (day, week or year) is
         chosen per series from its sampling interval; 288 holds a day of five-minute rows one row a bin.
     season_alpha: EWMA weight, across seasons, of each bin's increment (Holt-Winters' gamma).
@@ -97,7 +97,7 @@ class OrchestrationConfig:
     jko_tau: float = 0.1
     jko_radius: float = 0.25
     conformal_gamma: float = 0.05
-    anomaly_decay: float = 0.999
+    anomaly_decay: float = 0.998
     season_bins: int = 288
     season_alpha: float = 0.2
     rough_holder: float = 0.05

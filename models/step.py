@@ -62,6 +62,9 @@ STATE_BOUND = 1e250
 #: Normalised quantities (increments, standardised residuals) are clipped here: a 1e6-sigma jump says
 #: nothing more than a 50-sigma one, and the clip keeps every kernel's arithmetic tame.
 Z_CLIP = 50.0
+#: After its first season, the seasonal profile learns an increment's deviation from what it expected
+#: clipped to this many volatility units (robust Holt-Winters): an anomalous day is not learnt as normal.
+SEASON_BOUND = 3.0
 
 
 class Observation(NamedTuple):
@@ -162,7 +165,9 @@ def _advance(state: SeriesState, obs: Observation, x: Array, shift: Array,
     mlp = density_update(state.mlp, state.feat_b, u, kc.density_lr * learn_b)
     rls = rls_update(state.rls, state.feat_d, u, kc.logsig_forgetting, kc.logsig_clip)
     rls = jax.tree_util.tree_map(lambda new, old: jnp.where(learn_d, new, old), rls, state.rls)
-    jd = jd_update(state.jd, x_prev, x, state.unit, kc.jd_alpha * learn, kc.jd_theta_alpha * learn, kc.jump_z)
+    # Kernel C's periodic drift for this move is the seasonal input the kernels were given last tick.
+    jd = jd_update(state.jd, x_prev, x, state.unit, kc.jd_alpha * learn, kc.jd_theta_alpha * learn, kc.jump_z,
+                   seasonal=state.feat_d[-1])
     jd = jd._replace(theta=jnp.where(first, x, jd.theta))
 
     # The seasonal profile learns this increment at its phase and offers the next phase's increment, in
@@ -174,7 +179,7 @@ def _advance(state: SeriesState, obs: Observation, x: Array, shift: Array,
     # The step is measured from the last tick seen, refused or not: a run of frozen (refused, identical)
     # values ends with a one-tick move, not a gap; only ticks that never came make a gap.
     season = season_update(state.season, at, obs.ts - state.ingest.seen_ts, inc, n_obs - 1, o.season_alpha,
-                           learn=~first & (o.season_bins > 0))
+                           learn=~first & (o.season_bins > 0), bound=SEASON_BOUND * state.unit)
     seasonal = jnp.clip(season_feature(season, obs.ts) / unit, -Z_CLIP, Z_CLIP)
 
     window = jnp.where(first, jnp.full_like(state.window, x), jnp.concatenate([state.window[1:], x[None]]))
@@ -187,7 +192,7 @@ def _advance(state: SeriesState, obs: Observation, x: Array, shift: Array,
     krr, a = krr_step(state.krr, emb, kc.krr_bandwidth, kc.krr_ridge, kc.krr_cg_iters)
     feat_b = jnp.concatenate([emb.x_new, seasonal[None]])
     b = density_predict(mlp, feat_b)
-    c = jd_predict(jd, x, unit, stiffness_threshold)
+    c = jd_predict(jd, x, unit, stiffness_threshold, seasonal)
     feat_d = jnp.concatenate([logsig_features(window, unit, kc.logsig_points, kc.logsig_depth), seasonal[None]])
     d = logsig_predict(rls, feat_d)
     preds = jnp.clip(jnp.stack([a.prediction, b.prediction, c.prediction, d.prediction]), -Z_CLIP, Z_CLIP)
@@ -253,13 +258,14 @@ def _advance(state: SeriesState, obs: Observation, x: Array, shift: Array,
     # threshold. The CUSUM accumulates the residual standardised by the predictive spread, so one huge
     # residual and a run of moderate ones both count, while a single heavy-tailed residual is weighed
     # against the kurtosis-adapted threshold rather than a Gaussian tail. The score is the evidence's
-    # rise above a slowly decaying envelope of recent evidence, e/(1+e): an episode scores high once,
-    # when it starts (an on-call page per incident, not per row), and a series whose large errors recur
-    # (a daily step the predictor cannot anticipate) stops scoring them. On the NAB subset it beat the
-    # Gaussian tail surprisal of the calibrated interval, alone or combined with it (README,
-    # "Evaluation", for `usp evaluate --suite anomaly` figures).
+    # rise above a slowly decaying envelope s of recent evidence, relative to 1 + s, mapped o/(1+o): an
+    # episode scores high once, when it starts (an on-call page per incident, not per row), and a series
+    # whose large errors recur (regular spikes, a step the predictor cannot anticipate) stops scoring
+    # them, however large they are. On the NAB subset it beat the Gaussian tail surprisal of the
+    # calibrated interval, alone or combined with it (README, "Evaluation", for `usp evaluate --suite
+    # anomaly` figures).
     evidence = cus.statistic / threshold
-    onset = jnp.maximum(evidence - state.surprise, 0.0)
+    onset = jnp.maximum(evidence - state.surprise, 0.0) / (1.0 + state.surprise)
     # Until warm-up ends no alarm can fire, so there is no evidence to score yet.
     anomaly = jnp.where(warm, onset / (1.0 + onset), 0.0)
     surprise = jnp.where(warm, jnp.maximum(state.surprise * o.anomaly_decay, evidence), 0.0)
@@ -335,12 +341,15 @@ def orchestrate_step(state: SeriesState, obs: Observation,
                          outlier_ts=jnp.where(state.ingest.outlier_run == 0, obs.ts, state.ingest.outlier_ts),
                          seen_ts=obs.ts)
     # A refused outlier is still evidence of an episode: it is scored, and the anomaly envelope
-    # remembers it (when finite), so a run of refused outliers scores once, not once per row. Other
+    # remembers it (when finite), so a run of refused outliers scores once, not once per row. It is also
+    # an observation the published interval missed, so the conformal width multiplier counts the miss:
+    # coverage is promised over what the series sends, spikes included. Other
     # refusals score 0 and leave all state but the ingest counters alone (a stale tick is a replay; an
     # out-of-range or frozen value says nothing about the forecast's errors).
     remembered = (reason == REASON_OUTLIER) & jnp.isfinite(candidate.surprise) & jnp.isfinite(result.anomaly_score)
     new = new._replace(
         surprise=jnp.where(remembered, candidate.surprise, new.surprise),
+        log_mult=jnp.where(remembered, candidate.log_mult, new.log_mult),
         rejected=state.rejected + (~accepted & ~stale).astype(state.rejected.dtype),
         ingest=jax.tree_util.tree_map(lambda old, fresh: jnp.where(stale, old, fresh), state.ingest, ingest),
     )

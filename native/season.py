@@ -103,8 +103,14 @@ def phase_bin(state: SeasonState, ts: ArrayLike) -> Array:
 
 
 def season_update(state: SeasonState, ts: ArrayLike, step_ns: ArrayLike, increment: ArrayLike,
-                  n_increments: ArrayLike, alpha: ArrayLike, learn: ArrayLike = True) -> SeasonState:
+                  n_increments: ArrayLike, alpha: ArrayLike, learn: ArrayLike = True,
+                  bound: ArrayLike = jnp.inf) -> SeasonState:
     """Learn one increment that arrived at `ts`, `step_ns` after the previous tick.
+
+    Once a season has been seen, an increment's deviation from its bin's value is clipped to +-`bound`
+    (value units) before it is learnt, as robust Holt-Winters variants do: one anomalous day must not
+    teach the profile to expect it again tomorrow, while a lasting change still comes through, `bound`
+    at a time.
 
     `n_increments` counts the series' increments including this one (0 for a series' first value, which
     has no increment and teaches nothing); the sampling interval is tracked
@@ -138,7 +144,9 @@ def season_update(state: SeasonState, ts: ArrayLike, step_ns: ArrayLike, increme
     seasons_seen = fresh.updates // jnp.maximum(bins, 1).astype(fresh.updates.dtype)
     weight = jnp.maximum(jnp.asarray(alpha, jnp.float64), 1.0 / (1.0 + seasons_seen))
     old = fresh.profile[b].astype(jnp.float64)
-    new_b = old + weight * (jnp.asarray(increment, jnp.float64) - old)
+    deviation = jnp.asarray(increment, jnp.float64) - old
+    deviation = jnp.where(seasons_seen >= 1, jnp.clip(deviation, -bound, bound), deviation)
+    new_b = old + weight * deviation
     profile = jnp.asarray(fresh.profile).at[b].set(jnp.where(learn_now, new_b, old).astype(fresh.profile.dtype))
     return fresh._replace(profile=profile, updates=fresh.updates + learn_now.astype(fresh.updates.dtype))
 

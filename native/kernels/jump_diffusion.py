@@ -1,8 +1,11 @@
 """Kernel C: one-step prediction of a jump-diffusion, explicit or implicit by stiffness.
 
-Model: dX = kappa (theta - X) dt + sigma dW + J dN, an Ornstein-Uhlenbeck drift towards a slow EWMA
-level theta, Brownian diffusion, and compound-Poisson jumps of rate lambda and mean size mu_J (Merton
-1976). Parameters are estimated online, in units of the series' volatility: kappa by exponentially
+Model: dX = [s(t) + kappa (theta - X)] dt + sigma dW + J dN: a periodic drift s(t) (the series'
+seasonal profile, given by the caller; 0 for a series without a season), an Ornstein-Uhlenbeck pull
+towards a slow EWMA level theta, Brownian diffusion, and compound-Poisson jumps of rate lambda and mean
+size mu_J (Merton 1976). The seasonal drift enters with coefficient 1, as in Holt-Winters, so this
+kernel is the ensemble's plain seasonal predictor, where kernels B and D learn how far to trust it.
+Parameters are estimated online, in units of the series' volatility: kappa by exponentially
 weighted least squares of the increment on (theta - X); an increment whose drift-corrected size
 exceeds `jump_z` diffusion sigmas counts as a jump and feeds (lambda, mu_J, E J^2) instead of sigma^2.
 
@@ -59,11 +62,13 @@ def kappa(state: JumpDiffusionState) -> Array:
 
 
 def jd_update(state: JumpDiffusionState, x_prev: ArrayLike, x: ArrayLike, scale: ArrayLike, alpha: ArrayLike,
-              theta_alpha: ArrayLike, jump_z: ArrayLike, clip: float = 50.0) -> JumpDiffusionState:
+              theta_alpha: ArrayLike, jump_z: ArrayLike, clip: float = 50.0,
+              seasonal: ArrayLike = 0.0) -> JumpDiffusionState:
     """Fold the move x_prev -> x (values) into the parameters; `scale` converts to volatility units, and
-    normalised moves are clipped to +-`clip` so one absurd tick cannot dominate the estimates."""
+    normalised moves are clipped to +-`clip` so one absurd tick cannot dominate the estimates.
+    `seasonal` is the periodic drift that was expected for this move (volatility units)."""
     gap = jnp.clip((state.theta - x_prev) / scale, -clip, clip)
-    inc = jnp.clip((jnp.asarray(x) - x_prev) / scale, -clip, clip)
+    inc = jnp.clip((jnp.asarray(x) - x_prev) / scale - seasonal, -clip, clip)
     e = inc - kappa(state) * gap
     jump = jnp.abs(e) > jump_z * jnp.sqrt(state.diff_var)
     jf = jump.astype(jnp.float64)
@@ -79,8 +84,9 @@ def jd_update(state: JumpDiffusionState, x_prev: ArrayLike, x: ArrayLike, scale:
 
 
 def jd_predict(state: JumpDiffusionState, x: ArrayLike, scale: ArrayLike,
-               stiffness_threshold: ArrayLike) -> JumpDiffusionOutput:
-    """Expected next increment (volatility units) from value x.
+               stiffness_threshold: ArrayLike, seasonal: ArrayLike = 0.0) -> JumpDiffusionOutput:
+    """Expected next increment (volatility units) from value x, plus the periodic drift `seasonal`
+    expected for the next tick.
 
     >>> import native
     >>> s = jd_init(0.0)._replace(sxy=jnp.float64(1.5), sxx=jnp.float64(1.0))  # kappa = 1.5
@@ -93,7 +99,7 @@ def jd_predict(state: JumpDiffusionState, x: ArrayLike, scale: ArrayLike,
     implicit = k > stiffness_threshold
     drift = jnp.where(implicit, k * gap / (1.0 + k), k * gap)
     return JumpDiffusionOutput(
-        prediction=drift + state.jump_rate * state.jump_mean,
+        prediction=drift + seasonal + state.jump_rate * state.jump_mean,
         scale=jnp.sqrt(state.diff_var + state.jump_rate * state.jump_m2),
         stiffness=k,
         implicit=implicit,

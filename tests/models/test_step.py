@@ -68,7 +68,8 @@ def leaves(tree: Any) -> list[np.ndarray]:
 
 def assert_same_predictive_state(a: SeriesState, b: SeriesState) -> None:
     """Every leaf equal, except the refusal bookkeeping (rejected count and ingest counters).
-    (A refused *outlier* also updates the anomaly envelope `surprise`; no caller here refuses one.)"""
+    (A refused *outlier* also updates the anomaly envelope `surprise` and the conformal `log_mult`; no
+    caller here refuses one.)"""
     strip = {"rejected": a.rejected, "ingest": a.ingest}
     for x, y in zip(leaves(a), leaves(b._replace(**strip)), strict=True):
         assert x.dtype == y.dtype and x.shape == y.shape

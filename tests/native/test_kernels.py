@@ -237,6 +237,29 @@ def test_jump_diffusion_learns_mean_reversion_and_counts_jumps() -> None:
     assert float(state.diff_var) == pytest.approx(1.0, abs=0.3)
 
 
+def test_jump_diffusion_with_a_known_periodic_drift_recovers_kappa() -> None:
+    """The same OU path plus a periodic drift s(t): given s(t), the estimates are those of the OU part
+    (kappa, diffusion), and the prediction is the OU drift plus the next tick's s."""
+    rng = np.random.default_rng(1)
+    true_kappa, n, period = 0.2, 4000, 24
+    season = 3.0 * np.sin(2 * np.pi * np.arange(n) / period)
+    x, level = np.zeros(n), np.zeros(n)  # level: the OU part, without the accumulated periodic drift
+    for t in range(1, n):
+        level[t] = level[t - 1] + true_kappa * (0.0 - level[t - 1]) + rng.standard_normal()
+        x[t] = x[t - 1] + (level[t] - level[t - 1]) + season[t]
+    update = jax.jit(jd_update)
+    state = jd_init(0.0)
+    for t in range(1, n):
+        # theta fixed at the OU part's mean, carried along with the accumulated drift
+        state = update(state._replace(theta=jnp.float64(x[t - 1] - level[t - 1])), x[t - 1], x[t], 1.0, 0.005,
+                       0.0, 6.0, seasonal=season[t])
+    assert float(kappa(state)) == pytest.approx(true_kappa, abs=0.08)
+    assert float(state.diff_var) == pytest.approx(1.0, abs=0.3)
+    base = jd_predict(state, 1.0, 1.0, 10.0)
+    shifted = jd_predict(state, 1.0, 1.0, 10.0, seasonal=2.5)
+    assert float(shifted.prediction) == pytest.approx(float(base.prediction) + 2.5, abs=1e-12)
+
+
 # --- kernel B: density network ---
 
 
