@@ -145,7 +145,8 @@ def season_update(state: SeasonState, ts: ArrayLike, step_ns: ArrayLike, increme
     weight = jnp.maximum(jnp.asarray(alpha, jnp.float64), 1.0 / (1.0 + seasons_seen))
     old = fresh.profile[b].astype(jnp.float64)
     deviation = jnp.asarray(increment, jnp.float64) - old
-    deviation = jnp.where(seasons_seen >= 1, jnp.clip(deviation, -bound, bound), deviation)
+    limit = jnp.asarray(bound, jnp.float64)
+    deviation = jnp.where(seasons_seen >= 1, jnp.clip(deviation, -limit, limit), deviation)
     new_b = old + weight * deviation
     profile = jnp.asarray(fresh.profile).at[b].set(jnp.where(learn_now, new_b, old).astype(fresh.profile.dtype))
     return fresh._replace(profile=profile, updates=fresh.updates + learn_now.astype(fresh.updates.dtype))
