@@ -75,6 +75,9 @@ class OrchestrationConfig:
     season_alpha: EWMA weight, across seasons, of each bin's increment (Holt-Winters' gamma).
     rough_holder: a window whose Hölder exponent is below this is too rough: kernel D alone predicts.
     frozen_steps: this many identical values in a row make the next identical one "frozen" (0: off).
+    frozen_season_fraction: a flat run shorter than this fraction of the series' season can be the
+        season's own shape (a quiet night, half a square wave), so the frozen check waits that long too
+        (0: `frozen_steps` alone decides).
     outlier_z: a value further than this many interval half-widths from the prediction is an outlier
         (0: off); `outlier_patience` outliers in a row are taken as a level shift and accepted.
     max_abs_value: values beyond +-this are refused (keeps squares finite in float64).
@@ -102,6 +105,7 @@ class OrchestrationConfig:
     season_alpha: float = 0.2
     rough_holder: float = 0.05
     frozen_steps: int = 100
+    frozen_season_fraction: float = 0.5
     outlier_z: float = 25.0
     outlier_patience: int = 3
     max_abs_value: float = 1e100
@@ -268,6 +272,7 @@ def _check_ranges(config: USPConfig) -> None:
         (0 < o.season_alpha <= 1, "orchestration.season_alpha must be in (0, 1]"),
         (0 <= o.rough_holder <= 1.5, "orchestration.rough_holder must be in [0, 1.5]"),
         (o.frozen_steps >= 0, "orchestration.frozen_steps must be >= 0"),
+        (0 <= o.frozen_season_fraction <= 1, "orchestration.frozen_season_fraction must be in [0, 1]"),
         (o.outlier_z >= 0, "orchestration.outlier_z must be >= 0 (0 turns the check off)"),
         (o.outlier_patience >= 1, "orchestration.outlier_patience must be >= 1"),
         (0 < o.max_abs_value <= 1e150, "orchestration.max_abs_value must be in (0, 1e150]"),

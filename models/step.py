@@ -116,9 +116,10 @@ def _ingest(state: SeriesState, ts: Array, x: Array, config: PredictorConfig) ->
     out_of_range = jnp.logical_or(~jnp.isfinite(x), jnp.abs(x) > o.max_abs_value)
     same = jnp.logical_and(~first, x == state.last_value)
     frozen_run = jnp.where(same, state.ingest.frozen_run + 1, 0)
-    # A flat run shorter than the series' season can be the season's own shape (a quiet night of a
-    # daily pattern): only a value stuck for longer than both `frozen_steps` and one season is frozen.
-    frozen = jnp.logical_and(o.frozen_steps > 0, frozen_run >= jnp.maximum(o.frozen_steps, season_rows(state.season)))
+    # A flat run shorter than part of the series' season can be the season's own shape (a quiet night of
+    # a daily pattern, half a square wave): a value is frozen once stuck for longer than both.
+    allowance = jnp.floor(o.frozen_season_fraction * season_rows(state.season)).astype(frozen_run.dtype)
+    frozen = jnp.logical_and(o.frozen_steps > 0, frozen_run >= jnp.maximum(o.frozen_steps, allowance))
     sigma = (state.upper - state.prediction) / config.orchestration.interval_z
     candidate = (o.outlier_z > 0) & (state.n_obs > o.warmup_steps) & (sigma > 0) & \
         (jnp.abs(x - state.prediction) > o.outlier_z * sigma)

@@ -95,9 +95,11 @@ def config_file(tmp_path: Path) -> Path:
     path = tmp_path / "config.toml"
     # Every integration test shares this config, so a worker start compiles (or loads from JAX's
     # persistent cache) one set of buckets. frozen_steps and recovery_steps are small so a short test
-    # series can be frozen and then recover.
+    # series can be frozen and then recover; frozen_season_fraction = 0 so frozen_steps alone decides
+    # (minute rows have a daily season, and a flat run up to half of it would otherwise be allowed).
     path.write_text(f"[streams]\npartitions = {PARTITIONS}\n"
-                    "[orchestration]\nwarmup_steps = 5\nfrozen_steps = 5\nrecovery_steps = 3\n")
+                    "[orchestration]\nwarmup_steps = 5\nfrozen_steps = 5\nfrozen_season_fraction = 0.0\n"
+                    "recovery_steps = 3\n")
     return path
 
 

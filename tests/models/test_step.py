@@ -259,6 +259,19 @@ def warm_state() -> SeriesState:
     return state
 
 
+def test_a_refused_outlier_counts_as_an_interval_miss(warm_state: SeriesState) -> None:
+    """A refused outlier leaves the forecast as it was, but the interval missed it: the conformal width
+    multiplier grows by the ACI step for a miss, gamma (1 - miss rate) / sqrt(miss rate)."""
+    sigma = (float(warm_state.upper) - float(warm_state.prediction)) / ORCH.interval_z
+    x = float(warm_state.prediction) + 10 * ORCH.outlier_z * sigma
+    new, r = step(warm_state, int(warm_state.last_ts) + 1, x)
+    assert REASON_NAMES[int(r.reason)] == "outlier"
+    assert float(new.prediction) == float(warm_state.prediction) and float(new.upper) == float(warm_state.upper)
+    rate = 1 - ORCH.interval_level
+    expected = min(float(warm_state.log_mult) + ORCH.conformal_gamma * (1 - rate) / rate ** 0.5, 5.0)
+    assert float(new.log_mult) == pytest.approx(expected, abs=1e-12)
+
+
 @pytest.mark.parametrize("where", ["mlp.w1", "krr.alpha", "jd.diff_var", "kernel_loss"])
 def test_non_finite_state_is_refused_in_diagnostic_mode(warm_state: SeriesState, where: str) -> None:
     bad = poison(warm_state, where)
@@ -439,3 +452,29 @@ def test_a_recurring_level_shift_is_learnt_where_it_starts() -> None:
         seen[name] = at_step
     assert seen["season"][0] == "outlier" and seen["season"][-2:] == ["ok", "ok"], seen
     assert seen["plain"][1:] == ["outlier"] * 6, seen
+
+
+def test_a_flat_night_is_not_frozen_but_a_stuck_value_is() -> None:
+    """Five-minute rows (a daily season of 288): a run of 120 identical values is allowed (shorter than
+    frozen_season_fraction = half a day), while the same value for 200 rows is refused from its
+    145th on; with frozen_season_fraction = 0 the plain frozen_steps = 100 applies."""
+    from models.config import OrchestrationConfig
+
+    five_min = 300 * 1_000_000_000
+    start = 19_676 * 86_400 * 1_000_000_000
+    rng = np.random.default_rng(4)
+    values = [*np.cumsum(rng.standard_normal(50)), *[7.0] * 120, *np.cumsum(rng.standard_normal(30)), *[3.0] * 200]
+    first_refused = {}
+    for name, fraction in (("season", ORCH.frozen_season_fraction), ("plain", 0.0)):
+        cfg = PredictorConfig(orchestration=OrchestrationConfig(frozen_season_fraction=fraction))
+        one = jax.jit(functools.partial(orchestrate_step, config=cfg))
+        s = init_state(cfg)
+        reasons = []
+        for i, v in enumerate(values):
+            s, r = one(s, Observation(np.int64(start + i * five_min), np.float64(v)))
+            reasons.append(REASON_NAMES[int(r.reason)])
+        first_refused[name] = [i for i, why in enumerate(reasons) if why == "frozen"][:1]
+        if name == "season":
+            assert "frozen" not in reasons[50:170]
+            assert reasons[200 + 143] == "ok" and reasons[200 + 144:] == ["frozen"] * (200 - 144)
+    assert first_refused["plain"] == [50 + 100]  # the night's 101st identical value

@@ -127,3 +127,17 @@ def test_vmaps_over_series() -> None:
         states = [UPDATE(st_, ts, np.int64(HOUR), incs[k, i], i, 0.2) for k, st_ in enumerate(states)]
     for k in range(2):
         np.testing.assert_array_equal(np.asarray(stacked.profile[k]), np.asarray(states[k].profile))
+
+
+def test_an_anomalous_season_moves_a_bin_by_at_most_weight_times_bound() -> None:
+    """After the first season, a deviation is clipped to +-bound before it is learnt (robust
+    Holt-Winters): one day with a huge step moves its bin by alpha * bound, not by alpha * step."""
+    s = season_init(24)
+    alpha, bound = 0.2, 1.0
+    for i in range(1, 24 * 12):  # twelve ordinary days: +1 at 06:00
+        s = UPDATE(s, np.int64(i * HOUR), np.int64(HOUR), 1.0 if i % 24 == 6 else 0.0, i, alpha, True, bound)
+    before = float(s.profile[6])
+    i = 24 * 12 + 6
+    s = UPDATE(s, np.int64(i * HOUR), np.int64(HOUR), 100.0, i, alpha, True, bound)
+    assert abs(before - 1.0) < 1e-3
+    assert abs(float(s.profile[6]) - before - alpha * bound) < 1e-5
