@@ -171,17 +171,19 @@ def _advance(state: SeriesState, obs: Observation, x: Array, shift: Array,
                    seasonal=state.feat_d[-1])
     jd = jd._replace(theta=jnp.where(first, x, jd.theta))
 
-    # The seasonal profile learns this increment at its phase and offers the next phase's increment, in
-    # volatility units, as an input to kernels B and D (their regressions weigh it, or learn to ignore it).
+    # The seasonal profile learns this increment at its phase and offers the next phase's increment as an
+    # input to kernels B and D (their regressions weigh it, or learn to ignore it) and as kernel C's drift.
     # A level shift accepted after `outlier_patience` refused ticks happened when the first of them came:
     # it is learnt at that phase, so a step that recurs daily is expected there next time instead of
     # being refused again (a lone spike is never accepted, so never learnt).
     at = jnp.where(shift, state.ingest.outlier_ts, obs.ts)
     # The step is measured from the last tick seen, refused or not: a run of frozen (refused, identical)
     # values ends with a one-tick move, not a gap; only ticks that never came make a gap.
-    season = season_update(state.season, at, obs.ts - state.ingest.seen_ts, inc, n_obs - 1, o.season_alpha,
-                           learn=~first & (o.season_bins > 0), bound=SEASON_BOUND * state.unit)
-    seasonal = jnp.clip(season_feature(season, obs.ts) / unit, -Z_CLIP, Z_CLIP)
+    # The profile holds increments in volatility units (clipped, so its float32 bins never overflow,
+    # whatever the series' scale): a seasonal shape measured against the series' typical move.
+    season = season_update(state.season, at, obs.ts - state.ingest.seen_ts, u, n_obs - 1, o.season_alpha,
+                           learn=~first & (o.season_bins > 0), bound=SEASON_BOUND)
+    seasonal = jnp.clip(season_feature(season, obs.ts), -Z_CLIP, Z_CLIP)
 
     window = jnp.where(first, jnp.full_like(state.window, x), jnp.concatenate([state.window[1:], x[None]]))
     holder = holder_exponent(window)

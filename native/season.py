@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike
@@ -41,9 +42,10 @@ GAP = 16.0
 
 
 class SeasonState(NamedTuple):
-    """profile: (bins_max,) EWMA of the increment in each phase bin (value units; float32 is enough for
-    a feature). dt: sampling-interval estimate in ns (0 before the second tick). period: the season in
-    ns (0: none). bins: phase bins in use (<= bins_max). updates: profile updates so far."""
+    """profile: (bins_max,) EWMA of the increment in each phase bin (in the caller's units: USP passes
+    volatility units, bounded, so float32 is enough and cannot overflow). dt: sampling-interval
+    estimate in ns (0 before the second tick). period: the season in ns (0: none). bins: phase bins in
+    use (<= bins_max). updates: profile updates so far."""
 
     profile: Array
     dt: Array
@@ -108,7 +110,7 @@ def season_update(state: SeasonState, ts: ArrayLike, step_ns: ArrayLike, increme
     """Learn one increment that arrived at `ts`, `step_ns` after the previous tick.
 
     Once a season has been seen, an increment's deviation from its bin's value is clipped to +-`bound`
-    (value units) before it is learnt, as robust Holt-Winters variants do: one anomalous day must not
+    before it is learnt, as robust Holt-Winters variants do: one anomalous day must not
     teach the profile to expect it again tomorrow, while a lasting change still comes through, `bound`
     at a time.
 
@@ -127,29 +129,36 @@ def season_update(state: SeasonState, ts: ArrayLike, step_ns: ArrayLike, increme
     step = jnp.asarray(step_ns, jnp.float64)
     n = jnp.asarray(n_increments)
     learn = jnp.asarray(learn) & (n >= 1) & (step > 0)
-    locked = n > LOCK_AFTER
-    # Median-like tracking: each step is clipped to [dt/2, 2 dt] before it enters the average, so a gap
-    # or a burst moves the estimate a little, not to itself.
-    seen = jnp.where(state.dt > 0, jnp.clip(step, 0.5 * state.dt, 2.0 * state.dt), step)
-    dt = jnp.where(locked | ~learn, state.dt,
-                   jnp.where(state.dt > 0, state.dt + 0.25 * (seen - state.dt), step))
-    period, bins = choose_season(dt, state.profile.shape[0])
-    choose_now = learn & (n == LOCK_AFTER)
-    period = jnp.where(choose_now, period, state.period)
-    bins = jnp.where(choose_now, bins, state.bins)
-    fresh = state._replace(dt=dt, period=period, bins=bins)
 
-    learn_now = learn & locked & (bins > 0) & (step <= GAP * dt)
-    b = phase_bin(fresh, ts)
-    seasons_seen = fresh.updates // jnp.maximum(bins, 1).astype(fresh.updates.dtype)
-    weight = jnp.maximum(jnp.asarray(alpha, jnp.float64), 1.0 / (1.0 + seasons_seen))
-    old = fresh.profile[b].astype(jnp.float64)
-    deviation = jnp.asarray(increment, jnp.float64) - old
-    limit = jnp.asarray(bound, jnp.float64)
-    deviation = jnp.where(seasons_seen >= 1, jnp.clip(deviation, -limit, limit), deviation)
-    new_b = old + weight * deviation
-    profile = jnp.asarray(fresh.profile).at[b].set(jnp.where(learn_now, new_b, old).astype(fresh.profile.dtype))
-    return fresh._replace(profile=profile, updates=fresh.updates + learn_now.astype(fresh.updates.dtype))
+    # Two conds rather than selects: in a back-test scan the branch not taken costs nothing (the
+    # interval is tracked for LOCK_AFTER ticks of a series' life, then only the profile is learnt);
+    # under vmap they become selects, as before.
+    def track(s: SeasonState) -> SeasonState:
+        # Median-like tracking: each step is clipped to [dt/2, 2 dt] before it enters the average, so a
+        # gap or a burst moves the estimate a little, not to itself.
+        seen = jnp.where(s.dt > 0, jnp.clip(step, 0.5 * s.dt, 2.0 * s.dt), step)
+        dt = jnp.where(s.dt > 0, s.dt + 0.25 * (seen - s.dt), step)
+        period, bins = choose_season(dt, s.profile.shape[0])
+        choose_now = n == LOCK_AFTER
+        return s._replace(dt=dt, period=jnp.where(choose_now, period, s.period),
+                          bins=jnp.where(choose_now, bins, s.bins))
+
+    fresh = jax.lax.cond(learn & (n <= LOCK_AFTER), track, lambda s: s, state)
+
+    def learn_bin(s: SeasonState) -> SeasonState:
+        b = phase_bin(s, ts)
+        seasons_seen = s.updates // jnp.maximum(s.bins, 1).astype(s.updates.dtype)
+        weight = jnp.maximum(jnp.asarray(alpha, jnp.float64), 1.0 / (1.0 + seasons_seen))
+        old = s.profile[b].astype(jnp.float64)
+        deviation = jnp.asarray(increment, jnp.float64) - old
+        limit = jnp.asarray(bound, jnp.float64)
+        deviation = jnp.where(seasons_seen >= 1, jnp.clip(deviation, -limit, limit), deviation)
+        profile = jnp.asarray(s.profile).at[b].set((old + weight * deviation).astype(s.profile.dtype))
+        return s._replace(profile=profile, updates=s.updates + 1)
+
+    learn_now = learn & (n > LOCK_AFTER) & (fresh.bins > 0) & (step <= GAP * fresh.dt)
+    out: SeasonState = jax.lax.cond(learn_now, learn_bin, lambda s: s, fresh)
+    return out
 
 
 def season_rows(state: SeasonState) -> Array:
@@ -164,8 +173,7 @@ def season_rows(state: SeasonState) -> Array:
 
 
 def season_feature(state: SeasonState, ts: ArrayLike) -> Array:
-    """The profile's increment for the tick one sampling interval after `ts` (value units; 0 without
-    a season).
+    """The profile's increment for the tick one sampling interval after `ts` (0 without a season).
 
     >>> import native, numpy as np
     >>> s = season_init(4)._replace(profile=np.array([0, 1, 2, 3], np.float32), period=np.int64(4),

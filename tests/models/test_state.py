@@ -39,7 +39,8 @@ def randomised(state: SeriesState, seed: int = 0) -> SeriesState:
     def fill(leaf: Any) -> np.ndarray:
         a = np.asarray(leaf)
         if np.issubdtype(a.dtype, np.floating):
-            out = rng.standard_normal(a.shape) * 10.0 ** rng.integers(-300, 300, size=a.shape)
+            top = int(np.log10(np.finfo(a.dtype).max)) - 1  # float64 leaves up to 1e300, float32 up to 1e37
+            out = rng.standard_normal(a.shape) * 10.0 ** rng.integers(-top, top, size=a.shape)
             return out.astype(a.dtype)
         return rng.integers(-(2 ** 62), 2 ** 62, size=a.shape).astype(a.dtype)
 

@@ -478,3 +478,21 @@ def test_a_flat_night_is_not_frozen_but_a_stuck_value_is() -> None:
             assert "frozen" not in reasons[50:170]
             assert reasons[200 + 143] == "ok" and reasons[200 + 144:] == ["frozen"] * (200 - 144)
     assert first_refused["plain"] == [50 + 100]  # the night's 101st identical value
+
+
+def test_a_seasonal_series_of_huge_scale_stays_sound() -> None:
+    """Values near 1e45 (inside max_abs_value) on five-minute rows: the seasonal profile works in
+    volatility units, so its float32 bins never overflow and every tick is accepted."""
+    five_min = 300 * 1_000_000_000
+    start = 19_676 * 86_400 * 1_000_000_000
+    rng = np.random.default_rng(6)
+    k = np.arange(600)
+    values = 1e45 * (1 + 0.1 * np.sin(2 * np.pi * k / 288) + 0.001 * rng.standard_normal(600))
+    s = init_state(CFG)
+    results = []
+    for i, v in enumerate(values):
+        s, r = step(s, start + i * five_min, float(v))
+        results.append(r)
+    assert all(bool(r.accepted) for r in results)
+    assert int(s.season.bins) == 288 and np.all(np.isfinite(np.asarray(s.season.profile)))
+    assert_sound(s, results)
