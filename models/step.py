@@ -176,14 +176,16 @@ def _advance(state: SeriesState, obs: Observation, x: Array, shift: Array,
     # A level shift accepted after `outlier_patience` refused ticks happened when the first of them came:
     # it is learnt at that phase, so a step that recurs daily is expected there next time instead of
     # being refused again (a lone spike is never accepted, so never learnt).
-    at = jnp.where(shift, state.ingest.outlier_ts, obs.ts)
+    at = jnp.where(shift & (state.ingest.outlier_run > 0), state.ingest.outlier_ts, obs.ts)
     # The step is measured from the last tick seen, refused or not: a run of frozen (refused, identical)
     # values ends with a one-tick move, not a gap; only ticks that never came make a gap.
-    # The profile holds increments in volatility units (clipped, so its float32 bins never overflow,
-    # whatever the series' scale): a seasonal shape measured against the series' typical move.
-    season = season_update(state.season, at, obs.ts - state.ingest.seen_ts, u, n_obs - 1, o.season_alpha,
-                           learn=~first & (o.season_bins > 0), bound=SEASON_BOUND)
-    seasonal = jnp.clip(season_feature(season, obs.ts), -Z_CLIP, Z_CLIP)
+    # The profile is kept in value units (stored over the series' magnitude, so float32 bins hold any
+    # scale): the unit drifts within a day of a daily series, and a shape learnt in the unit of its hour
+    # would be misread in another hour's.
+    season = season_update(state.season, at, obs.ts - state.ingest.seen_ts, inc, n_obs - 1, o.season_alpha,
+                           learn=~first & (o.season_bins > 0), bound=SEASON_BOUND * state.unit,
+                           scale=jnp.abs(x_prev) + state.unit)
+    seasonal = jnp.clip(season_feature(season, obs.ts) / unit, -Z_CLIP, Z_CLIP)
 
     window = jnp.where(first, jnp.full_like(state.window, x), jnp.concatenate([state.window[1:], x[None]]))
     holder = holder_exponent(window)
@@ -342,7 +344,10 @@ def orchestrate_step(state: SeriesState, obs: Observation,
     ingest = IngestState(degraded=degraded.astype(state.ingest.degraded.dtype), clean_run=clean_run,
                          frozen_run=frozen_run, outlier_run=jnp.where(accepted, 0, outlier_run),
                          outlier_ts=jnp.where(state.ingest.outlier_run == 0, obs.ts, state.ingest.outlier_ts),
-                         seen_ts=obs.ts)
+                         # The latest tick seen (a replayed older one must not move it back); the
+                         # initial -1 is no tick at all (timestamps before 1970 are negative).
+                         seen_ts=jnp.where((state.n_obs == 0) & (state.rejected == 0), obs.ts,
+                                           jnp.maximum(state.ingest.seen_ts, obs.ts)))
     # A refused outlier is still evidence of an episode: it is scored, and the anomaly envelope
     # remembers it (when finite), so a run of refused outliers scores once, not once per row. It is also
     # an observation the published interval missed, so the conformal width multiplier counts the miss:

@@ -9,8 +9,10 @@ the timestamp, not from a row count, so gaps in a stream do not shift it. When a
 than there are bins, a bin spans several rows and keeps their mean increment (a slope), which still
 carries a smooth daily shape.
 
-The profile is a *feature*: kernels regress the next increment on it next to their other inputs, so
-a series with no season (or one the profile misreads) just learns a zero coefficient for it.
+The profile is an input, not a forecast: kernels B and D regress the next increment on it next to
+their other inputs, so a series with no season (or one the profile misreads) learns a small
+coefficient for it; kernel C adds it as a periodic drift with coefficient 1, and the fusion weighs C
+down where that does not pay.
 
 Everything is a pure array function: no branching on traced values, so it jits, vmaps and scans.
 """
@@ -39,19 +41,24 @@ LOCK_AFTER = 8
 #: which one it belongs to, and is not learnt. Shorter ones are learnt at the bin they end in: after a
 #: run of refused (say, frozen) rows, the increment that ends it is the step that really happened there.
 GAP = 16.0
+#: Bound on a bin's increment over the series' scale: float32 holds it, and a move of a million times
+#: the series' magnitude says nothing more.
+RATIO_MAX = 1e6
 
 
 class SeasonState(NamedTuple):
-    """profile: (bins_max,) EWMA of the increment in each phase bin (in the caller's units: USP passes
-    volatility units, bounded, so float32 is enough and cannot overflow). dt: sampling-interval
-    estimate in ns (0 before the second tick). period: the season in ns (0: none). bins: phase bins in
-    use (<= bins_max). updates: profile updates so far."""
+    """profile: (bins_max,) EWMA of the increment in each phase bin, over `scale` (float32 holds that
+    ratio for series of any magnitude; values stay in value units in the arithmetic). dt:
+    sampling-interval estimate in ns (0 before the second tick). period: the season in ns (0: not
+    chosen yet, -1: chosen, none fits). bins: phase bins in use (<= bins_max; 0 without a season).
+    updates: profile updates so far. scale: the series' magnitude when the season was chosen."""
 
     profile: Array
     dt: Array
     period: Array
     bins: Array
     updates: Array
+    scale: Array
 
 
 def season_init(bins_max: int) -> SeasonState:
@@ -63,12 +70,12 @@ def season_init(bins_max: int) -> SeasonState:
     ([0.0, 0.0, 0.0, 0.0], 0, 0)
     """
     return SeasonState(profile=jnp.zeros(bins_max, jnp.float32), dt=jnp.float64(0.0), period=jnp.int64(0),
-                       bins=jnp.int32(0), updates=jnp.int64(0))
+                       bins=jnp.int32(0), updates=jnp.int64(0), scale=jnp.float64(1.0))
 
 
 def choose_season(dt_ns: ArrayLike, bins_max: int) -> tuple[Array, Array]:
     """(period in ns, bins) for a sampling interval: the shortest candidate season with at least
-    MIN_BINS and at most MAX_ROWS rows; (0, 0) when none fits.
+    MIN_BINS and at most MAX_ROWS rows; (-1, 0) when none fits.
 
     >>> import native
     >>> [(int(p) // NS_PER_S, int(b)) for p, b in [choose_season(300e9, 288), choose_season(86400e9, 288)]]
@@ -77,7 +84,7 @@ def choose_season(dt_ns: ArrayLike, bins_max: int) -> tuple[Array, Array]:
     [12, 0]
     """
     dt = jnp.asarray(dt_ns, jnp.float64)
-    period = jnp.int64(0)
+    period = jnp.int64(-1)
     bins = jnp.int32(0)
     found = jnp.bool_(False)
     for season in SEASONS_S:
@@ -90,23 +97,25 @@ def choose_season(dt_ns: ArrayLike, bins_max: int) -> tuple[Array, Array]:
 
 
 def phase_bin(state: SeasonState, ts: ArrayLike) -> Array:
-    """The bin of epoch-ns time `ts` in the series' season (0 when it has none).
+    """The bin of epoch-ns time `ts` in the series' season (0 when it has none): the nearest bin start,
+    so stamps that wander a little around a bin's start (calendar months against the mean year, a
+    leap day) keep their bin.
 
     >>> import native, numpy as np
     >>> s = season_init(24)._replace(period=np.int64(86400 * NS_PER_S), bins=np.int32(24))
-    >>> [int(phase_bin(s, np.int64(h * 3600 * NS_PER_S))) for h in (0, 1, 23, 24, 25)]
-    [0, 1, 23, 0, 1]
+    >>> [int(phase_bin(s, np.int64(h * 3600 * NS_PER_S))) for h in (0, 1, 23, 24, 25, -1)]
+    [0, 1, 23, 0, 1, 23]
     """
     period = jnp.maximum(state.period, 1)
     frac = jnp.mod(jnp.asarray(ts, jnp.int64), period).astype(jnp.float64) / period.astype(jnp.float64)
-    # Round before the floor: a timestamp on a bin's edge must land in that bin despite float error.
-    b = jnp.floor(jnp.round(frac * state.bins, 6)).astype(jnp.int32)
-    return jnp.where(state.bins > 0, jnp.clip(b, 0, jnp.maximum(state.bins - 1, 0)), 0)
+    bins = jnp.maximum(state.bins, 1)
+    b = jnp.mod(jnp.round(frac * bins).astype(jnp.int32), bins)
+    return jnp.where(state.bins > 0, b, 0)
 
 
 def season_update(state: SeasonState, ts: ArrayLike, step_ns: ArrayLike, increment: ArrayLike,
                   n_increments: ArrayLike, alpha: ArrayLike, learn: ArrayLike = True,
-                  bound: ArrayLike = jnp.inf) -> SeasonState:
+                  bound: ArrayLike = jnp.inf, scale: ArrayLike = 1.0) -> SeasonState:
     """Learn one increment that arrived at `ts`, `step_ns` after the previous tick.
 
     Once a season has been seen, an increment's deviation from its bin's value is clipped to +-`bound`
@@ -115,8 +124,9 @@ def season_update(state: SeasonState, ts: ArrayLike, step_ns: ArrayLike, increme
     at a time.
 
     `n_increments` counts the series' increments including this one (0 for a series' first value, which
-    has no increment and teaches nothing); the sampling interval is tracked
-    until LOCK_AFTER of them, when the season is chosen. The EWMA weight is at least 1/(seasons seen),
+    has no increment and teaches nothing); the sampling interval is tracked over the first LOCK_AFTER
+    of them, when the season is chosen (on the first learnt increment after, if that one was not), and
+    `scale` (the series' magnitude then; value units) is kept to store the profile as ratios. The EWMA weight is at least 1/(seasons seen),
     so the first seasons are averaged rather than shrunk towards zero.
 
     >>> import native, numpy as np
@@ -129,34 +139,39 @@ def season_update(state: SeasonState, ts: ArrayLike, step_ns: ArrayLike, increme
     step = jnp.asarray(step_ns, jnp.float64)
     n = jnp.asarray(n_increments)
     learn = jnp.asarray(learn) & (n >= 1) & (step > 0)
+    undecided = state.period == 0
 
     # Two conds rather than selects: in a back-test scan the branch not taken costs nothing (the
-    # interval is tracked for LOCK_AFTER ticks of a series' life, then only the profile is learnt);
-    # under vmap they become selects, as before.
+    # interval is tracked for the first LOCK_AFTER ticks of a series' life, then only the profile is
+    # learnt); under vmap they become selects.
     def track(s: SeasonState) -> SeasonState:
         # Median-like tracking: each step is clipped to [dt/2, 2 dt] before it enters the average, so a
         # gap or a burst moves the estimate a little, not to itself.
         seen = jnp.where(s.dt > 0, jnp.clip(step, 0.5 * s.dt, 2.0 * s.dt), step)
         dt = jnp.where(s.dt > 0, s.dt + 0.25 * (seen - s.dt), step)
         period, bins = choose_season(dt, s.profile.shape[0])
-        choose_now = n == LOCK_AFTER
+        # Chosen on the LOCK_AFTER-th increment learnt from, or the first after it.
+        choose_now = n >= LOCK_AFTER
         return s._replace(dt=dt, period=jnp.where(choose_now, period, s.period),
-                          bins=jnp.where(choose_now, bins, s.bins))
+                          bins=jnp.where(choose_now, bins, s.bins),
+                          scale=jnp.where(choose_now, jnp.maximum(jnp.asarray(scale, jnp.float64), 1e-300), s.scale))
 
-    fresh = jax.lax.cond(learn & (n <= LOCK_AFTER), track, lambda s: s, state)
+    fresh = jax.lax.cond(learn & undecided, track, lambda s: s, state)
 
     def learn_bin(s: SeasonState) -> SeasonState:
         b = phase_bin(s, ts)
-        seasons_seen = s.updates // jnp.maximum(s.bins, 1).astype(s.updates.dtype)
+        # Seasons seen, counted in rows (a bin spans several rows when a season has more rows than bins).
+        seasons_seen = s.updates // jnp.maximum(season_rows(s), 1)
         weight = jnp.maximum(jnp.asarray(alpha, jnp.float64), 1.0 / (1.0 + seasons_seen))
-        old = s.profile[b].astype(jnp.float64)
+        old = s.profile[b].astype(jnp.float64) * s.scale
         deviation = jnp.asarray(increment, jnp.float64) - old
         limit = jnp.asarray(bound, jnp.float64)
         deviation = jnp.where(seasons_seen >= 1, jnp.clip(deviation, -limit, limit), deviation)
-        profile = jnp.asarray(s.profile).at[b].set((old + weight * deviation).astype(s.profile.dtype))
+        ratio = jnp.clip((old + weight * deviation) / s.scale, -RATIO_MAX, RATIO_MAX)
+        profile = jnp.asarray(s.profile).at[b].set(ratio.astype(s.profile.dtype))
         return s._replace(profile=profile, updates=s.updates + 1)
 
-    learn_now = learn & (n > LOCK_AFTER) & (fresh.bins > 0) & (step <= GAP * fresh.dt)
+    learn_now = learn & ~undecided & (fresh.bins > 0) & (step <= GAP * fresh.dt)
     out: SeasonState = jax.lax.cond(learn_now, learn_bin, lambda s: s, fresh)
     return out
 
@@ -168,12 +183,13 @@ def season_rows(state: SeasonState) -> Array:
     >>> int(season_rows(season_init(4)._replace(period=np.int64(86400 * NS_PER_S), dt=np.float64(300e9))))
     288
     """
-    rows = state.period.astype(jnp.float64) / jnp.where(state.dt > 0, state.dt, jnp.inf)
+    rows = jnp.maximum(state.period, 0).astype(jnp.float64) / jnp.where(state.dt > 0, state.dt, jnp.inf)
     return jnp.round(rows).astype(jnp.int64)
 
 
 def season_feature(state: SeasonState, ts: ArrayLike) -> Array:
-    """The profile's increment for the tick one sampling interval after `ts` (0 without a season).
+    """The profile's increment (value units) for the tick one sampling interval after `ts` (0 without a
+    season).
 
     >>> import native, numpy as np
     >>> s = season_init(4)._replace(profile=np.array([0, 1, 2, 3], np.float32), period=np.int64(4),
@@ -182,5 +198,5 @@ def season_feature(state: SeasonState, ts: ArrayLike) -> Array:
     [1.0, 0.0]
     """
     nxt = jnp.asarray(ts, jnp.int64) + jnp.round(state.dt).astype(jnp.int64)
-    value = state.profile[phase_bin(state, nxt)].astype(jnp.float64)
+    value = state.profile[phase_bin(state, nxt)].astype(jnp.float64) * state.scale
     return jnp.where(state.bins > 0, value, 0.0)

@@ -496,3 +496,17 @@ def test_a_seasonal_series_of_huge_scale_stays_sound() -> None:
     assert all(bool(r.accepted) for r in results)
     assert int(s.season.bins) == 288 and np.all(np.isfinite(np.asarray(s.season.profile)))
     assert_sound(s, results)
+
+
+def test_a_series_from_before_1970_gets_its_season() -> None:
+    """Monthly rows from 1949 (negative epoch timestamps, like the airline data): the yearly season of
+    12 bins is chosen and learnt."""
+    import pandas as pd
+
+    stamps = pd.date_range("1949-01-01", periods=48, freq="MS").as_unit("ns").asi8.astype(np.int64)
+    values = 100 + 10 * np.sin(2 * np.pi * np.arange(48) / 12)
+    s = init_state(CFG)
+    for t, v in zip(stamps, values, strict=True):
+        s, r = step(s, int(t), float(v))
+        assert bool(r.accepted)
+    assert int(s.season.bins) == 12 and int(s.season.updates) > 30

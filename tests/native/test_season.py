@@ -8,6 +8,7 @@ import jax
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+import pytest
 
 import native  # noqa: F401
 from native.season import (
@@ -44,7 +45,7 @@ def test_season_choice_follows_the_rules(dt_s: float) -> None:
     period, bins = choose_season(dt_s * NS_PER_S, 288)
     expected = [(s, s / dt_s) for s in SEASONS_S if MIN_BINS - 0.5 <= s / dt_s <= MAX_ROWS]
     if not expected:
-        assert int(period) == 0 and int(bins) == 0
+        assert int(period) == -1 and int(bins) == 0
     else:
         season, rows = expected[0]
         assert int(period) == season * NS_PER_S
@@ -52,13 +53,27 @@ def test_season_choice_follows_the_rules(dt_s: float) -> None:
 
 
 @settings(deadline=None)
-@given(st.integers(0, 10**19 // 1000), st.sampled_from([4, 7, 12, 24, 288]))
-def test_phase_bin_in_range_and_periodic(ts_us: int, bins: int) -> None:
+@given(st.integers(-(2**62), 2**62), st.sampled_from([4, 7, 12, 24, 288]))
+def test_phase_bin_in_range_and_periodic(ts: int, bins: int) -> None:
     s = season_init(288)._replace(period=np.int64(86_400 * NS_PER_S), bins=np.int32(bins))
-    ts = np.int64(ts_us % (2**62 // 1000) * 1000)
-    b = int(phase_bin(s, ts))
+    b = int(phase_bin(s, np.int64(ts)))
     assert 0 <= b < bins
-    assert int(phase_bin(s, ts + np.int64(86_400 * NS_PER_S))) == b
+    assert int(phase_bin(s, np.int64(ts) - np.int64(86_400 * NS_PER_S))) == b
+
+
+def test_calendar_months_and_quarters_keep_their_bins() -> None:
+    """Monthly stamps (the first of each month) wander about a day around the mean year's twelfths,
+    and leap years shift them: each month must still map to its own bin, every year, from 1950 on."""
+    import pandas as pd
+
+    year = season_init(12)._replace(period=np.int64(SEASONS_S[2] * NS_PER_S), bins=np.int32(12))
+    quarters = year._replace(bins=np.int32(4))
+    for y in (1950, 1999, 2023, 2024):
+        months = pd.date_range(f"{y}-01-01", periods=12, freq="MS").as_unit("ns").asi8.astype(np.int64)
+        got = [int(phase_bin(year, np.int64(t))) for t in months]
+        assert sorted(got) == list(range(12)) and got == sorted(got), (y, got)
+        starts = months[::3]
+        assert sorted(int(phase_bin(quarters, np.int64(t))) for t in starts) == [0, 1, 2, 3], y
 
 
 def test_profile_matches_a_numpy_reference() -> None:
@@ -107,10 +122,11 @@ def test_gaps_are_not_learnt_and_do_not_shift_the_phase() -> None:
 
 
 def test_series_without_a_season_has_a_zero_feature() -> None:
-    """One-second rows: no candidate season fits, nothing is learnt, the feature is 0."""
+    """One-second rows: no candidate season fits (period -1: decided, none), nothing is learnt, the
+    feature is 0."""
     rng = np.random.default_rng(0)
     s, ts = feed(np.cumsum(rng.standard_normal(100)), NS_PER_S, 0.2)
-    assert int(s.bins) == 0 and int(s.updates) == 0
+    assert int(s.period) == -1 and int(s.bins) == 0 and int(s.updates) == 0
     assert float(season_feature(s, np.int64(ts[-1]))) == 0.0
 
 
@@ -141,3 +157,33 @@ def test_an_anomalous_season_moves_a_bin_by_at_most_weight_times_bound() -> None
     s = UPDATE(s, np.int64(i * HOUR), np.int64(HOUR), 100.0, i, alpha, True, bound)
     assert abs(before - 1.0) < 1e-3
     assert abs(float(s.profile[6]) - before - alpha * bound) < 1e-5
+
+
+def test_the_season_is_chosen_even_when_the_lock_tick_teaches_nothing() -> None:
+    """If the LOCK_AFTER-th increment cannot be learnt from (no step since the last tick seen), the
+    season is chosen on the next one that can."""
+    s = season_init(24)
+    for i in range(1, LOCK_AFTER):
+        s = UPDATE(s, np.int64(i * HOUR), np.int64(HOUR), 0.0, i, 0.2)
+    s = UPDATE(s, np.int64(LOCK_AFTER * HOUR), np.int64(0), 0.0, LOCK_AFTER, 0.2)  # no step
+    assert int(s.period) == 0
+    s = UPDATE(s, np.int64((LOCK_AFTER + 1) * HOUR), np.int64(HOUR), 0.0, LOCK_AFTER + 1, 0.2)
+    assert int(s.period) == 86_400 * NS_PER_S and int(s.bins) == 24
+
+
+def test_profile_keeps_value_units_at_any_scale() -> None:
+    """The same daily shape at 1 and at 1e45: the feature scales with the series (the float32 bins
+    hold ratios to the series' magnitude, so nothing overflows)."""
+    n = 24 * 5
+    shape = np.where((np.arange(n) % 24 >= 6) & (np.arange(n) % 24 < 18), 10.0, 0.0)
+    feats = []
+    for mag in (1.0, 1e45):
+        s = season_init(24)
+        ts = 19_676 * 86_400 * NS_PER_S + HOUR * np.arange(n, dtype=np.int64)
+        v = mag * (100.0 + shape)
+        for i in range(1, n):
+            s = UPDATE(s, np.int64(ts[i]), np.int64(HOUR), v[i] - v[i - 1], i, 0.2, True, np.inf,
+                       abs(v[i - 1]) + mag)
+        assert np.all(np.isfinite(np.asarray(s.profile)))
+        feats.append(float(season_feature(s, np.int64(ts[24 * 4 + 5]))) / mag)  # 05:00: next comes the step
+    assert feats[0] == pytest.approx(10.0, rel=1e-5) and feats[1] == pytest.approx(10.0, rel=1e-5)
