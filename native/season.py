@@ -126,8 +126,8 @@ def season_update(state: SeasonState, ts: ArrayLike, step_ns: ArrayLike, increme
     `n_increments` counts the series' increments including this one (0 for a series' first value, which
     has no increment and teaches nothing); the sampling interval is tracked over the first LOCK_AFTER
     of them, when the season is chosen (on the first learnt increment after, if that one was not), and
-    `scale` (the series' magnitude then; value units) is kept to store the profile as ratios. The EWMA weight is at least 1/(seasons seen),
-    so the first seasons are averaged rather than shrunk towards zero.
+    `scale` (the series' magnitude then; value units) is kept to store the profile as ratios. The EWMA
+    weight is at least 1/(seasons seen), so the first seasons are averaged rather than shrunk to zero.
 
     >>> import native, numpy as np
     >>> s, hour = season_init(24), 3600 * NS_PER_S

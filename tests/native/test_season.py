@@ -6,9 +6,9 @@ import functools
 
 import jax
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import pytest
 
 import native  # noqa: F401
 from native.season import (
