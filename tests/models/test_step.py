@@ -510,3 +510,22 @@ def test_a_series_from_before_1970_gets_its_season() -> None:
         s, r = step(s, int(t), float(v))
         assert bool(r.accepted)
     assert int(s.season.bins) == 12 and int(s.season.updates) > 30
+
+
+def test_with_patience_one_a_shift_is_learnt_at_its_own_tick() -> None:
+    """outlier_patience = 1 accepts a shift on its first tick: the seasonal profile must learn it at that
+    tick's phase (five-minute rows: the 08:00 bin, 96), not at the one before."""
+    from models.config import OrchestrationConfig
+
+    cfg = PredictorConfig(orchestration=OrchestrationConfig(outlier_patience=1))
+    one = jax.jit(functools.partial(orchestrate_step, config=cfg))
+    five_min = 300 * 1_000_000_000
+    start = 19_676 * 86_400 * 1_000_000_000
+    rng = np.random.default_rng(8)
+    s = init_state(cfg)
+    for i in range(288 * 3):
+        x = (100.0 if 96 <= i % 288 < 240 else 0.0) + 0.01 * rng.standard_normal()
+        s, _ = one(s, Observation(np.int64(start + i * five_min), np.float64(x)))
+    profile = np.asarray(s.season.profile) * float(s.season.scale)
+    assert int(s.season.bins) == 288
+    assert int(np.argmax(profile)) == 96 and int(np.argmin(profile)) == 240, np.flatnonzero(np.abs(profile) > 1)
