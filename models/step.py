@@ -130,10 +130,10 @@ def _ingest(state: SeriesState, ts: Array, x: Array, config: PredictorConfig) ->
     return reason, frozen_run, outlier_run
 
 
-def _advance(state: SeriesState, obs: Observation, x: Array, shift: Array,
+def _advance(state: SeriesState, obs: Observation, x: Array, learn_at: Array,
              config: PredictorConfig) -> tuple[SeriesState, StepResult]:
-    """Steps 2-7 as if x were accepted; the caller decides whether the result may enter state. `shift`:
-    x ends a run of refused outliers (a level shift)."""
+    """Steps 2-7 as if x were accepted; the caller decides whether the result may enter state.
+    `learn_at`: the time whose seasonal phase this tick's move belongs to (see orchestrate_step)."""
     o, kc, cc = config.orchestration, config.kernels, config.cusum
     first = state.n_obs == 0
     n_obs = state.n_obs + 1
@@ -171,18 +171,12 @@ def _advance(state: SeriesState, obs: Observation, x: Array, shift: Array,
                    seasonal=state.feat_d[-1])
     jd = jd._replace(theta=jnp.where(first, x, jd.theta))
 
-    # The seasonal profile learns this increment at its phase and offers the next phase's increment as an
-    # input to kernels B and D (their regressions weigh it, or learn to ignore it) and as kernel C's drift.
-    # A level shift accepted after `outlier_patience` refused ticks happened when the first of them came:
-    # it is learnt at that phase, so a step that recurs daily is expected there next time instead of
-    # being refused again (a lone spike is never accepted, so never learnt).
-    at = jnp.where(shift & (state.ingest.outlier_run > 0), state.ingest.outlier_ts, obs.ts)
-    # The step is measured from the last tick seen, refused or not: a run of frozen (refused, identical)
-    # values ends with a one-tick move, not a gap; only ticks that never came make a gap.
-    # The profile is kept in value units (stored over the series' magnitude, so float32 bins hold any
-    # scale): the unit drifts within a day of a daily series, and a shape learnt in the unit of its hour
-    # would be misread in another hour's.
-    season = season_update(state.season, at, obs.ts - state.ingest.seen_ts, inc, n_obs - 1, o.season_alpha,
+    # The seasonal profile learns this move at its phase and offers the next phase's increment as an input
+    # to kernels B and D (their regressions weigh it) and as kernel C's drift. The step is measured from
+    # the last tick seen, refused or not: a run of frozen (refused, identical) values ends with a one-tick
+    # move, not a gap. The profile works in value units, not volatility units: the unit drifts within a
+    # day of a daily series, and a shape learnt in one hour's unit would be misread in another's.
+    season = season_update(state.season, learn_at, obs.ts - state.ingest.seen_ts, inc, n_obs - 1, o.season_alpha,
                            learn=~first & (o.season_bins > 0), bound=SEASON_BOUND * state.unit,
                            scale=jnp.abs(x_prev) + state.unit)
     seasonal = jnp.clip(season_feature(season, obs.ts) / unit, -Z_CLIP, Z_CLIP)
@@ -324,7 +318,12 @@ def orchestrate_step(state: SeriesState, obs: Observation,
     x = jnp.where(jnp.abs(x) < jnp.finfo(jnp.float64).tiny, 0.0, x)
     reason, frozen_run, outlier_run = _ingest(state, obs.ts, x, config)
     safe_x = jnp.where(reason == REASON_RANGE, state.last_value, x)  # keep inf/huge out of the arithmetic
-    candidate, result = _advance(state, obs, safe_x, outlier_run > 0, config)
+    # A level shift accepted after `outlier_patience` refused ticks began with the first of them: its move
+    # is learnt at that phase, so a step that recurs daily is expected there next time instead of being
+    # refused again (a lone spike is never accepted, so never learnt).
+    shift = (outlier_run > 0) & (state.ingest.outlier_run > 0)
+    learn_at = jnp.where(shift, state.ingest.outlier_ts, obs.ts)
+    candidate, result = _advance(state, obs, safe_x, learn_at, config)
 
     # Refused input, or a candidate that fails the numeric gate, keeps the old state whole. A cond
     # costs one branch in a scan where a select would cost one op per leaf; under vmap it becomes that
