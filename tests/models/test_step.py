@@ -20,7 +20,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from models.config import PredictorConfig
+from models.config import OrchestrationConfig, PredictorConfig
 from models.state import N_KERNELS, SeriesState, init_state, stack_states, unstack_state
 from models.step import (
     MODE_CALIBRATION,
@@ -408,20 +408,47 @@ def test_interval_coverage_on_nyc_taxi() -> None:
 
 # --- seasonality ---
 
+MIDNIGHT_NS = 19_676 * 86_400 * 1_000_000_000  # 2023-11-15 00:00 UTC: bins line up with clock hours
+FIVE_MIN_NS = 300 * 1_000_000_000
+HOUR_NS = 3600 * 1_000_000_000
+PLAIN = PredictorConfig(orchestration=OrchestrationConfig(season_bins=0))  # the same predictor, no season
+
+
+@functools.cache
+def stepper(cfg: PredictorConfig) -> Any:
+    return jax.jit(functools.partial(orchestrate_step, config=cfg))
+
+
+def replay(values: Sequence[float], cfg: PredictorConfig = CFG, every: int = FIVE_MIN_NS,
+           start: int = MIDNIGHT_NS) -> tuple[SeriesState, list[StepResult]]:
+    """A fresh series on a regular clock from a UTC midnight, through the step compiled for `cfg`."""
+    one = stepper(cfg)
+    s = init_state(cfg)
+    results = []
+    for i, v in enumerate(values):
+        s, r = one(s, Observation(np.int64(start + i * every), np.float64(v)))
+        results.append(r)
+    return s, results
+
+
+def daily_step(days: int, seed: int) -> list[float]:
+    """Five-minute rows, flat but for a step of 100 from 08:00 to 20:00, with noise of 0.01."""
+    rng = np.random.default_rng(seed)
+    return [(100.0 if 96 <= i % 288 < 240 else 0.0) + 0.01 * rng.standard_normal() for i in range(288 * days)]
+
+
 def test_a_daily_pattern_is_forecast_better_with_the_seasonal_profile() -> None:
     """Hourly rows of a daily shape plus noise: the seasonal profile (a kernel input) must cut the
     one-step MAE of the last week clearly below the same predictor without it (season_bins = 0)."""
     from models.backtest import backtest
-    from models.config import OrchestrationConfig
 
     rng = np.random.default_rng(5)
     n = 24 * 28
     hours = np.arange(n)
     values = 10 * np.sin(2 * np.pi * hours / 24) + 4 * (hours % 24 == 9) + 0.5 * rng.standard_normal(n)
-    ts = (19_676 * 86_400 + 3600 * hours) * 1_000_000_000
-    plain = PredictorConfig(orchestration=OrchestrationConfig(season_bins=0))
+    ts = MIDNIGHT_NS + HOUR_NS * hours
     mae = {}
-    for name, cfg in (("season", CFG), ("plain", plain)):
+    for name, cfg in (("season", CFG), ("plain", PLAIN)):
         r = backtest(ts, values, cfg)
         mae[name] = float(np.mean(np.abs(values[-168:] - r.prediction[-168:])))
     assert mae["season"] < 0.8 * mae["plain"], mae  # measured 0.76 vs 1.06
@@ -432,67 +459,46 @@ def test_a_recurring_level_shift_is_learnt_where_it_starts() -> None:
     stretch the step is refused as an outlier (patience) and accepted on its third tick. With the
     seasonal profile that shift is learnt at the phase where the run began, so within days the step is
     expected and accepted on its first tick; without it (season_bins = 0) it is refused every day."""
-    from models.config import OrchestrationConfig
-
-    five_min = 300 * 1_000_000_000
-    start = 19_676 * 86_400 * 1_000_000_000
-    plain = PredictorConfig(orchestration=OrchestrationConfig(season_bins=0))
     seen = {}
-    for name, cfg in (("season", CFG), ("plain", plain)):
-        one = jax.jit(functools.partial(orchestrate_step, config=cfg))
-        rng = np.random.default_rng(2)
-        s = init_state(cfg)
-        at_step = []
-        for day in range(7):
-            for k in range(288):
-                x = (100.0 if 96 <= k < 240 else 0.0) + 0.01 * rng.standard_normal()
-                s, r = one(s, Observation(np.int64(start + (day * 288 + k) * five_min), np.float64(x)))
-                if k == 96:
-                    at_step.append(REASON_NAMES[int(r.reason)])
-        seen[name] = at_step
+    for name, cfg in (("season", CFG), ("plain", PLAIN)):
+        _, results = replay(daily_step(7, seed=2), cfg)
+        seen[name] = [REASON_NAMES[int(results[day * 288 + 96].reason)] for day in range(7)]
     assert seen["season"][0] == "outlier" and seen["season"][-2:] == ["ok", "ok"], seen
     assert seen["plain"][1:] == ["outlier"] * 6, seen
+
+
+def test_with_patience_one_a_shift_is_learnt_at_its_own_tick() -> None:
+    """outlier_patience = 1 accepts a shift on its first tick: the seasonal profile must learn it at that
+    tick's phase (the 08:00 bin, 96), not at the one before."""
+    cfg = PredictorConfig(orchestration=OrchestrationConfig(outlier_patience=1))
+    s, _ = replay(daily_step(3, seed=8), cfg)
+    profile = np.asarray(s.season.profile) * float(s.season.scale)
+    assert int(s.season.bins) == 288
+    assert int(np.argmax(profile)) == 96 and int(np.argmin(profile)) == 240, np.flatnonzero(np.abs(profile) > 1)
 
 
 def test_a_flat_night_is_not_frozen_but_a_stuck_value_is() -> None:
     """Five-minute rows (a daily season of 288): a run of 120 identical values is allowed (shorter than
     frozen_season_fraction = half a day), while the same value for 200 rows is refused from its
     145th on; with frozen_season_fraction = 0 the plain frozen_steps = 100 applies."""
-    from models.config import OrchestrationConfig
-
-    five_min = 300 * 1_000_000_000
-    start = 19_676 * 86_400 * 1_000_000_000
     rng = np.random.default_rng(4)
     values = [*np.cumsum(rng.standard_normal(50)), *[7.0] * 120, *np.cumsum(rng.standard_normal(30)), *[3.0] * 200]
-    first_refused = {}
+    reasons = {}
     for name, fraction in (("season", ORCH.frozen_season_fraction), ("plain", 0.0)):
-        cfg = PredictorConfig(orchestration=OrchestrationConfig(frozen_season_fraction=fraction))
-        one = jax.jit(functools.partial(orchestrate_step, config=cfg))
-        s = init_state(cfg)
-        reasons = []
-        for i, v in enumerate(values):
-            s, r = one(s, Observation(np.int64(start + i * five_min), np.float64(v)))
-            reasons.append(REASON_NAMES[int(r.reason)])
-        first_refused[name] = [i for i, why in enumerate(reasons) if why == "frozen"][:1]
-        if name == "season":
-            assert "frozen" not in reasons[50:170]
-            assert reasons[200 + 143] == "ok" and reasons[200 + 144:] == ["frozen"] * (200 - 144)
-    assert first_refused["plain"] == [50 + 100]  # the night's 101st identical value
+        _, results = replay(values, PredictorConfig(orchestration=OrchestrationConfig(frozen_season_fraction=fraction)))
+        reasons[name] = [REASON_NAMES[int(r.reason)] for r in results]
+    assert "frozen" not in reasons["season"][50:170]
+    assert reasons["season"][200 + 143] == "ok" and reasons["season"][200 + 144:] == ["frozen"] * (200 - 144)
+    assert reasons["plain"].index("frozen") == 50 + 100  # the night's 101st identical value
 
 
 def test_a_seasonal_series_of_huge_scale_stays_sound() -> None:
-    """Values near 1e45 (inside max_abs_value) on five-minute rows: the seasonal profile works in
-    volatility units, so its float32 bins never overflow and every tick is accepted."""
-    five_min = 300 * 1_000_000_000
-    start = 19_676 * 86_400 * 1_000_000_000
+    """Values near 1e45 (inside max_abs_value) on five-minute rows: the profile is stored as float32
+    ratios to the series' magnitude, so its bins never overflow and every tick is accepted."""
     rng = np.random.default_rng(6)
     k = np.arange(600)
     values = 1e45 * (1 + 0.1 * np.sin(2 * np.pi * k / 288) + 0.001 * rng.standard_normal(600))
-    s = init_state(CFG)
-    results = []
-    for i, v in enumerate(values):
-        s, r = step(s, start + i * five_min, float(v))
-        results.append(r)
+    s, results = replay(list(values))
     assert all(bool(r.accepted) for r in results)
     assert int(s.season.bins) == 288 and np.all(np.isfinite(np.asarray(s.season.profile)))
     assert_sound(s, results)
@@ -510,22 +516,3 @@ def test_a_series_from_before_1970_gets_its_season() -> None:
         s, r = step(s, int(t), float(v))
         assert bool(r.accepted)
     assert int(s.season.bins) == 12 and int(s.season.updates) > 30
-
-
-def test_with_patience_one_a_shift_is_learnt_at_its_own_tick() -> None:
-    """outlier_patience = 1 accepts a shift on its first tick: the seasonal profile must learn it at that
-    tick's phase (five-minute rows: the 08:00 bin, 96), not at the one before."""
-    from models.config import OrchestrationConfig
-
-    cfg = PredictorConfig(orchestration=OrchestrationConfig(outlier_patience=1))
-    one = jax.jit(functools.partial(orchestrate_step, config=cfg))
-    five_min = 300 * 1_000_000_000
-    start = 19_676 * 86_400 * 1_000_000_000
-    rng = np.random.default_rng(8)
-    s = init_state(cfg)
-    for i in range(288 * 3):
-        x = (100.0 if 96 <= i % 288 < 240 else 0.0) + 0.01 * rng.standard_normal()
-        s, _ = one(s, Observation(np.int64(start + i * five_min), np.float64(x)))
-    profile = np.asarray(s.season.profile) * float(s.season.scale)
-    assert int(s.season.bins) == 288
-    assert int(np.argmax(profile)) == 96 and int(np.argmin(profile)) == 240, np.flatnonzero(np.abs(profile) > 1)
