@@ -73,6 +73,10 @@ class OrchestrationConfig:
     season_bins: phase bins of the seasonal profile (0: no season). The season (day, week or year) is
         chosen per series from its sampling interval; 288 holds a day of five-minute rows one row a bin.
     season_alpha: EWMA weight, across seasons, of each bin's increment (Holt-Winters' gamma).
+    season_gain_alpha: EWMA weight of the fit of increments on the profile that sets how much of it
+        kernels A, B and D take as given (0.01: about a hundred ticks).
+    season_shrink: the seasonal input is soft-thresholded by this many volatility units over the square
+        root of the increments each bin rests on (0: off): bins that only average noise offer nothing.
     rough_holder: a window whose Hölder exponent is below this is too rough: kernel D alone predicts.
     frozen_steps: this many identical values in a row make the next identical one "frozen" (0: off).
     frozen_season_fraction: a flat run shorter than this fraction of the series' season can be the
@@ -91,7 +95,7 @@ class OrchestrationConfig:
     volatility_alpha: float = 0.05
     volatility_long_alpha: float = 0.005
     loss_alpha: float = 0.05
-    fusion_beta: float = 1.0
+    fusion_beta: float = 4.0
     sinkhorn_eps0: float = 1.0
     sinkhorn_eps_min: float = 0.1
     sinkhorn_vol_coupling: float = 1.0
@@ -103,6 +107,8 @@ class OrchestrationConfig:
     anomaly_decay: float = 0.998
     season_bins: int = 288
     season_alpha: float = 0.2
+    season_gain_alpha: float = 0.01
+    season_shrink: float = 1.0
     rough_holder: float = 0.05
     frozen_steps: int = 100
     frozen_season_fraction: float = 0.5
@@ -270,6 +276,8 @@ def _check_ranges(config: USPConfig) -> None:
         (0 <= o.anomaly_decay < 1, "orchestration.anomaly_decay must be in [0, 1)"),
         (0 <= o.season_bins <= 2016, "orchestration.season_bins must be in [0, 2016]"),
         (0 < o.season_alpha <= 1, "orchestration.season_alpha must be in (0, 1]"),
+        (0 < o.season_gain_alpha <= 1, "orchestration.season_gain_alpha must be in (0, 1]"),
+        (0 <= o.season_shrink <= 10, "orchestration.season_shrink must be in [0, 10]"),
         (0 <= o.rough_holder <= 1.5, "orchestration.rough_holder must be in [0, 1.5]"),
         (o.frozen_steps >= 0, "orchestration.frozen_steps must be >= 0"),
         (0 <= o.frozen_season_fraction <= 1, "orchestration.frozen_season_fraction must be in [0, 1]"),

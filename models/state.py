@@ -62,6 +62,8 @@ class SeriesState(NamedTuple):
     log_mult: log of the conformal width multiplier. unit: the volatility unit predictions were made in.
     surprise: the decaying envelope of recent evidence behind anomaly_score (see orchestrate_step).
     season: the seasonal profile of increments by phase of the series' day, week or year (a kernel input).
+    season_fit: EWMA of (s u, s s), the seasonal input s against the increment u that followed it (volatility
+    units): their ratio is how much of the profile the series follows (the season's gain, in [0, 1]).
     spread: the fused predictive standard deviation in units of `unit`.
     prediction, lower, upper: the forecast for the next tick. alarms: regime changes so far.
     """
@@ -91,6 +93,7 @@ class SeriesState(NamedTuple):
     log_mult: Leaf
     surprise: Leaf
     season: SeasonState
+    season_fit: Leaf
     unit: Leaf
     spread: Leaf
     prediction: Leaf
@@ -135,6 +138,7 @@ def _template(config: PredictorConfig) -> SeriesState:
         log_mult=f,
         surprise=f,
         season=season_init(max(o.season_bins, 1)),
+        season_fit=jnp.zeros(2),
         unit=jnp.float64(1.0),
         spread=f,
         prediction=f,

@@ -45,7 +45,7 @@ from native.kernels.features import lag_embedding
 from native.kernels.jump_diffusion import jd_predict, jd_update
 from native.kernels.krr import krr_step
 from native.kernels.logsig import logsig_features, logsig_predict, rls_update
-from native.season import season_feature, season_rows, season_update
+from native.season import season_feature, season_gain, season_rows, season_support, season_update, soft_threshold
 from native.sinkhorn import OTProblem, sinkhorn, volatility_epsilon
 
 MODE_INFERENCE, MODE_CALIBRATION, MODE_DIAGNOSTIC = 0, 1, 2
@@ -163,8 +163,16 @@ def _advance(state: SeriesState, obs: Observation, x: Array, learn_at: Array,
     learn_b = learn & (state.n_obs > kc.krr_lags + 1)
     learn_d = learn & (state.n_obs > kc.logsig_points)
     # A zero learning rate is the cheap way to skip an update (no select per parameter leaf).
-    mlp = density_update(state.mlp, state.feat_b, u, kc.density_lr * learn_b)
-    rls = rls_update(state.rls, state.feat_d, u, kc.logsig_forgetting, kc.logsig_clip)
+    # Kernels A, B and D forecast the increment left after the share of the seasonal profile the series
+    # has been following (classical decomposition: deseasonalise, forecast, reseasonalise); B and D still
+    # see the profile as an input, so they can correct that share.
+    s_prev = state.feat_d[-1]
+    gain_prev = season_gain(state.season_fit)
+    u_rest = u - gain_prev * s_prev
+    season_fit = jnp.where(learn, ewm_mean(state.season_fit, jnp.stack([s_prev * u, s_prev * s_prev]),
+                                           o.season_gain_alpha), state.season_fit)
+    mlp = density_update(state.mlp, state.feat_b, u_rest, kc.density_lr * learn_b)
+    rls = rls_update(state.rls, state.feat_d, u_rest, kc.logsig_forgetting, kc.logsig_clip)
     rls = jax.tree_util.tree_map(lambda new, old: jnp.where(learn_d, new, old), rls, state.rls)
     # Kernel C's periodic drift for this move is the seasonal input the kernels were given last tick.
     jd = jd_update(state.jd, x_prev, x, state.unit, kc.jd_alpha * learn, kc.jd_theta_alpha * learn, kc.jump_z,
@@ -179,7 +187,11 @@ def _advance(state: SeriesState, obs: Observation, x: Array, learn_at: Array,
     season = season_update(state.season, learn_at, obs.ts - state.ingest.seen_ts, inc, n_obs - 1, o.season_alpha,
                            learn=~first & (o.season_bins > 0), bound=SEASON_BOUND * state.unit,
                            scale=jnp.abs(x_prev) + state.unit)
-    seasonal = jnp.clip(season_feature(season, obs.ts) / unit, -Z_CLIP, Z_CLIP)
+    # The profile's bins average few increments early on, so each carries noise of about one unit over
+    # the square root of the increments behind it: shrinking by that (soft threshold) keeps a daily step
+    # of ten units and drops a bin that only averaged noise.
+    seasonal = soft_threshold(jnp.clip(season_feature(season, obs.ts) / unit, -Z_CLIP, Z_CLIP),
+                              o.season_shrink / jnp.sqrt(season_support(season, o.season_alpha)))
 
     window = jnp.where(first, jnp.full_like(state.window, x), jnp.concatenate([state.window[1:], x[None]]))
     holder = holder_exponent(window)
@@ -194,7 +206,9 @@ def _advance(state: SeriesState, obs: Observation, x: Array, learn_at: Array,
     c = jd_predict(jd, x, unit, stiffness_threshold, seasonal)
     feat_d = jnp.concatenate([logsig_features(window, unit, kc.logsig_points, kc.logsig_depth), seasonal[None]])
     d = logsig_predict(rls, feat_d)
-    preds = jnp.clip(jnp.stack([a.prediction, b.prediction, c.prediction, d.prediction]), -Z_CLIP, Z_CLIP)
+    base = season_gain(season_fit) * seasonal
+    preds = jnp.clip(jnp.stack([a.prediction + base, b.prediction + base, c.prediction, d.prediction + base]),
+                     -Z_CLIP, Z_CLIP)
 
     # 4. Fusion: target weights from losses; Sinkhorn prices the move; JKO takes a bounded step.
     target = confidence_target(kernel_loss, o.fusion_beta)
@@ -274,8 +288,8 @@ def _advance(state: SeriesState, obs: Observation, x: Array, learn_at: Array,
         krr=krr, mlp=mlp, jd=jd, rls=rls, feat_b=feat_b, feat_d=feat_d, kernel_pred=preds,
         kernel_loss=kernel_loss, disagreement=disagreement, rho=rho, f=sk.f / eps, g=sk.g / eps, resid=resid,
         cusum=cusum_state,
-        log_mult=log_mult, surprise=surprise, season=season, unit=unit, spread=spread, prediction=prediction,
-        lower=lower, upper=upper,
+        log_mult=log_mult, surprise=surprise, season=season, season_fit=season_fit, unit=unit, spread=spread,
+        prediction=prediction, lower=lower, upper=upper,
         alarms=state.alarms + alarm.astype(state.alarms.dtype),
     )
     result = StepResult(

@@ -200,3 +200,42 @@ def season_feature(state: SeasonState, ts: ArrayLike) -> Array:
     nxt = jnp.asarray(ts, jnp.int64) + jnp.round(state.dt).astype(jnp.int64)
     value = state.profile[phase_bin(state, nxt)].astype(jnp.float64) * state.scale
     return jnp.where(state.bins > 0, value, 0.0)
+
+
+def season_support(state: SeasonState, alpha: ArrayLike) -> Array:
+    """How many increments a bin's value rests on: the seasons seen, up to the EWMA's effective sample
+    size (2 - alpha) / alpha; at least 1.
+
+    >>> import native, numpy as np
+    >>> s = season_init(4)._replace(period=np.int64(4), bins=np.int32(4), dt=np.float64(1.0))
+    >>> [float(season_support(s._replace(updates=np.int64(u)), 0.2)) for u in (0, 9, 400)]
+    [1.0, 2.0, 9.0]
+    """
+    seen = (state.updates // jnp.maximum(season_rows(state), 1)).astype(jnp.float64)
+    effective = (2.0 - jnp.asarray(alpha, jnp.float64)) / jnp.asarray(alpha, jnp.float64)
+    return jnp.clip(seen, 1.0, effective)
+
+
+def soft_threshold(x: ArrayLike, t: ArrayLike) -> Array:
+    """x moved towards 0 by t, and 0 within t of it (Donoho and Johnstone's shrinkage of noisy
+    coefficients): small profile values, which are mostly noise, are dropped; large ones lose t.
+
+    >>> [float(soft_threshold(v, 1.0)) for v in (-3.0, 0.5, 3.0)]
+    [-2.0, 0.0, 2.0]
+    """
+    x = jnp.asarray(x)
+    return jnp.sign(x) * jnp.maximum(jnp.abs(x) - t, 0.0)
+
+
+def season_gain(fit: ArrayLike) -> Array:
+    """The share of the profile a series follows: the least-squares slope of increments u on the
+    seasonal inputs s given before them, from running means fit = (mean s*u, mean s*s), kept in
+    [0, 1]. A series whose profile only averages noise gets about 0; one that repeats its season, 1.
+
+    >>> import native, numpy as np
+    >>> [float(season_gain(np.array(f))) for f in ([2.0, 4.0], [-1.0, 4.0], [9.0, 4.0], [0.0, 0.0])]
+    [0.5, 0.0, 1.0, 0.0]
+    """
+    f = jnp.asarray(fit, jnp.float64)
+    ss = jnp.where(f[1] > 0, f[1], 1.0)
+    return jnp.where(f[1] > 0, jnp.clip(f[0] / ss, 0.0, 1.0), 0.0)

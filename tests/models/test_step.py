@@ -38,6 +38,7 @@ from models.step import (
     orchestrate_step,
     orchestrate_step_batch,
 )
+from native.season import season_gain
 
 CFG = PredictorConfig()
 ORCH = CFG.orchestration
@@ -452,6 +453,33 @@ def test_a_daily_pattern_is_forecast_better_with_the_seasonal_profile() -> None:
         r = backtest(ts, values, cfg)
         mae[name] = float(np.mean(np.abs(values[-168:] - r.prediction[-168:])))
     assert mae["season"] < 0.8 * mae["plain"], mae  # measured 0.76 vs 1.06
+
+
+def test_the_fused_forecast_anticipates_a_daily_step() -> None:
+    """Five-minute rows with a step of 100 at 08:00 and back at 20:00 every day: after a few days the
+    series follows its profile (season gain near 1), so the forecast made at 07:55 already expects the
+    step, where a predictor without the season (season_bins = 0) still forecasts the flat night."""
+    days = 6
+    values = daily_step(days, seed=3)
+    before_step = (days - 1) * 288 + 95
+    forecast = {}
+    for name, cfg in (("season", CFG), ("plain", PLAIN)):
+        s, results = replay(values, cfg)
+        forecast[name] = float(results[before_step].prediction)
+        if name == "season":
+            assert float(season_gain(np.asarray(s.season_fit))) > 0.9
+    assert forecast["season"] > 80.0 and forecast["plain"] < 20.0, forecast
+
+
+def test_a_random_walk_takes_almost_nothing_from_its_profile() -> None:
+    """A Gaussian random walk on five-minute rows has a profile that only averages noise: the soft
+    threshold drops most bins and the gain fitted on the rest stays small, so the forecast is not
+    pushed around by last days' noise."""
+    rng = np.random.default_rng(11)
+    values = list(np.cumsum(rng.standard_normal(288 * 8)))
+    s, _ = replay(values)
+    assert int(s.season.bins) == 288
+    assert float(season_gain(np.asarray(s.season_fit))) < 0.3
 
 
 def test_a_recurring_level_shift_is_learnt_where_it_starts() -> None:

@@ -21,8 +21,11 @@ from native.season import (
     choose_season,
     phase_bin,
     season_feature,
+    season_gain,
     season_init,
+    season_support,
     season_update,
+    soft_threshold,
 )
 
 UPDATE = jax.jit(season_update)
@@ -187,3 +190,42 @@ def test_profile_keeps_value_units_at_any_scale() -> None:
         assert np.all(np.isfinite(np.asarray(s.profile)))
         feats.append(float(season_feature(s, np.int64(ts[24 * 4 + 5]))) / mag)  # 05:00: next comes the step
     assert feats[0] == pytest.approx(10.0, rel=1e-5) and feats[1] == pytest.approx(10.0, rel=1e-5)
+
+
+finite = st.floats(-1e6, 1e6, allow_nan=False)
+
+
+@given(x=finite, t=st.floats(0, 1e6, allow_nan=False))
+def test_soft_threshold_shrinks_towards_zero_by_t(x: float, t: float) -> None:
+    out = float(soft_threshold(x, t))
+    assert out == pytest.approx(np.sign(x) * max(abs(x) - t, 0.0), abs=1e-9 * (1 + abs(x)))
+    assert abs(out) <= abs(x) and out * x >= 0
+
+
+@given(su=finite, ss=st.floats(0, 1e6, allow_nan=False))
+def test_season_gain_is_the_least_squares_slope_kept_in_the_unit_interval(su: float, ss: float) -> None:
+    g = float(season_gain(np.array([su, ss])))
+    assert 0.0 <= g <= 1.0
+    if ss > 0:
+        assert g == pytest.approx(min(max(su / ss, 0.0), 1.0))
+    else:
+        assert g == 0.0
+
+
+def test_season_gain_from_running_means_matches_numpy_regression() -> None:
+    """Running means of s*u and s*s over a series u = 0.6 s + noise give NumPy's least-squares slope."""
+    rng = np.random.default_rng(1)
+    s = rng.standard_normal(5000)
+    u = 0.6 * s + 0.5 * rng.standard_normal(5000)
+    slope = float(np.linalg.lstsq(s[:, None], u, rcond=None)[0][0])
+    g = float(season_gain(np.array([np.mean(s * u), np.mean(s * s)])))
+    assert g == pytest.approx(slope, rel=1e-9) and abs(g - 0.6) < 0.03
+
+
+def test_support_counts_seasons_up_to_the_ewma_sample_size() -> None:
+    """Five-minute rows (288 a day): the support is the days seen, at least 1, at most (2 - a) / a."""
+    s, _ = feed(np.zeros(288 * 4), 300 * NS_PER_S, 0.2)
+    assert int(s.bins) == 288
+    assert float(season_support(s, 0.2)) == pytest.approx(int(s.updates) // 288)
+    assert float(season_support(s, 0.9)) == pytest.approx(max(min(int(s.updates) // 288, 1.1 / 0.9), 1.0))
+    assert float(season_support(season_init(288), 0.2)) == 1.0
