@@ -65,6 +65,12 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     return evaluate(args, console)
 
 
+def cmd_bench(args: argparse.Namespace, console: Console) -> int:
+    from agents.bench import cmd_bench as bench
+
+    return bench(args, console)
+
+
 def cmd_worker(args: argparse.Namespace, console: Console) -> int:
     from agents.worker import default_data_dir, run_worker
     from streams.app import WorkerSettings
@@ -74,7 +80,7 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
     with broker_for(args.broker, console) as url:
         settings = WorkerSettings(broker=url, data_dir=Path(args.data_dir or default_data_dir(web_port)),
                                   web_port=web_port, config=config)
-        run_worker(settings, loglevel=args.loglevel)
+        run_worker(settings, loglevel=args.loglevel, noop=args.noop)
     return 0
 
 
@@ -178,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="table store directory; one per worker (default .usp/worker-PORT)")
     p.add_argument("--web-port", type=int, help="Faust web port on 127.0.0.1 (default: a free port)")
     p.add_argument("--loglevel", default="warning", help="Faust log level (default warning)")
+    p.add_argument("--noop", action="store_true",
+                   help="run a no-op agent with the same app settings instead of predict (usp bench's ceiling)")
     p.set_defaults(func=cmd_worker)
 
     p = add("broker", "Run the embedded Kafka-protocol broker (tansu, memory only) in the foreground.",
@@ -219,6 +227,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only series whose name contains TEXT (repeatable), e.g. --series nile --series nyc_taxi")
     config_arg(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = add("bench", "Measure throughput, latency, step cost, back-test speed, memory and scaling on this "
+            "machine (a benchmark: prints a table and a JSON line, asserts nothing).", "usp bench --quick")
+    p.add_argument("--quick", action="store_true",
+                   help="CI-sized run (under 2 minutes); memory scaled from 5,000 series")
+    p.add_argument("--nab", default=os.environ.get("USP_NAB_DATA", "../shared/data/nab") + "/data",
+                   help="NAB data folder whose longest series is back-tested (default ../shared/data/nab/data)")
+    config_arg(p)
+    p.set_defaults(func=cmd_bench)
 
     p = add("tail", "Print the last N records of a topic as JSON lines (optionally follow).",
             "usp tail usp.predictions --n 5 --broker kafka://127.0.0.1:9092")

@@ -12,22 +12,24 @@ error sends the whole batch to the deadletter topic as `internal_error`, raw byt
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+import numpy as np
 from faust.types import EventT, TopicT
 
-from models.batching import TickOutcome, run_round, warm_up
+from agents.ready import announce_ready
+from models.batching import TickOutcome, run_round_rows, warm_up
 from models.config import PredictorConfig, USPConfig
-from models.state import SeriesState, StateLayoutError, init_state, state_from_bytes, state_to_bytes
+from models.state import SeriesState, rows_to_batch, state_from_bytes, state_rows
 from models.step import MODE_NAMES, REASON_NAMES, REASON_STALE
 from streams import codecs
 from streams.app import event_scope
 from streams.codecs import ObservationIn, Refusal
 from streams.output import OutputProducer
+from streams.take import BatchSizer, adaptive_take_events, batch_sizer
 from streams.topics import DEADLETTER, EVENTS, PREDICTIONS
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ def refusal_detail(reason: str, tick: ObservationIn, before: SeriesState, after:
                    config: PredictorConfig) -> str:
     """A sentence saying why the step refused `tick`, from the series' state before and after it.
 
+    >>> from models.state import init_state
     >>> cfg = PredictorConfig()
     >>> s = init_state(cfg)._replace(last_ts=5)
     >>> refusal_detail("stale", ObservationIn("a", 5, 2.0), s, s, cfg)
@@ -94,6 +97,7 @@ class PredictProcessor:
         self.output = output
         self.counters = PredictCounters()
         self.warm_up_s: float | None = None
+        self.sizer: BatchSizer | None = None  # the agent's, for status and metrics
 
     def warm_up(self) -> dict[int, float]:
         """Compile every batch bucket; returns seconds per bucket (their sum is kept in `warm_up_s`)."""
@@ -129,36 +133,41 @@ class PredictProcessor:
             return
 
         series = list(groups)
-        states = {sid: self._load(sid, groups[sid].events[0]) for sid in series}
-        degraded = {sid: bool(states[sid].ingest.degraded) for sid in series}
+        rows = self._load_rows(series, groups)
+        row_of = {sid: i for i, sid in enumerate(series)}
+        degraded = {sid: bool(flag) for sid, flag in
+                    zip(series, rows_to_batch(rows, self.predictor).ingest.degraded.tolist(), strict=True)}
         changed: set[str] = set()
         depth = max(len(g.ticks) for g in groups.values())
         for r in range(depth):
             active = [sid for sid in series if len(groups[sid].ticks) > r]
             ticks = [groups[sid].ticks[r] for sid in active]
-            new_states, outcomes = run_round(
-                [states[sid] for sid in active], [t.ts_ns for t in ticks], [t.value for t in ticks],
-                self.predictor,
-            )
-            for sid, tick, state, out in zip(active, ticks, new_states, outcomes, strict=True):
-                before = states[sid]
-                states[sid] = state
+            index = [row_of[sid] for sid in active]
+            before_rows = rows[index]  # a copy: the states before this round, decoded only when needed
+            outcomes = run_round_rows(rows, index, [t.ts_ns for t in ticks], [t.value for t in ticks],
+                                      self.predictor)
+            for k, (sid, tick, out) in enumerate(zip(active, ticks, outcomes, strict=True)):
                 if out.reason != REASON_STALE:  # the step leaves state as it was: no table write
                     changed.add(sid)
                 if out.accepted:
                     await self._predict(sid, tick, out)
                     if out.regime_change:
-                        await self._regime_change(sid, tick, before, state, out)
+                        await self._regime_change(sid, tick, self._decode(before_rows[k]),
+                                                  self._decode(rows[row_of[sid]]), out)
                 else:
                     reason = REASON_NAMES[out.reason]
-                    await self._deadletter(groups[sid].events[r], Refusal(
-                        reason, refusal_detail(reason, tick, before, state, self.predictor), sid))
+                    detail = refusal_detail(reason, tick, self._decode(before_rows[k]),
+                                            self._decode(rows[row_of[sid]]), self.predictor)
+                    await self._deadletter(groups[sid].events[r], Refusal(reason, detail, sid))
                 if out.degraded != degraded[sid]:
                     degraded[sid] = out.degraded
                     await self._degraded_change(sid, tick, out)
         for sid in changed:
             with event_scope(groups[sid].events[-1]):
-                self.table[sid.encode()] = state_to_bytes(states[sid])
+                self.table[sid.encode()] = rows[row_of[sid]].tobytes()
+
+    def _decode(self, row: np.ndarray) -> SeriesState:
+        return state_from_bytes(row.tobytes(), self.predictor)
 
     async def _predict(self, sid: str, tick: ObservationIn, out: TickOutcome) -> None:
         message = codecs.prediction_dict(
@@ -196,16 +205,18 @@ class PredictProcessor:
         await self.output.send(EVENTS, sid.encode(), codecs.dumps(event))
         self.counters.events += 1
 
-    def _load(self, series_id: str, event: EventT) -> SeriesState:
-        with event_scope(event):
-            raw = self.table.get(series_id.encode())
-        if raw is None:
-            return init_state(self.predictor)
-        try:
-            return state_from_bytes(raw, self.predictor)
-        except StateLayoutError as exc:
-            log.warning("series %r: stored state unusable (%s); starting it afresh", series_id, exc)
-            return init_state(self.predictor)
+    def _load_rows(self, series: list[str], groups: dict[str, _SeriesBatch]) -> np.ndarray:
+        """The batch's series' states as encoded rows; a series without one (or with one of another
+        layout, e.g. written under a different config) starts afresh."""
+        raws: list[bytes | None] = []
+        for sid in series:
+            with event_scope(groups[sid].events[0]):
+                raws.append(self.table.get(sid.encode()))
+        rows, unusable = state_rows(raws, self.predictor)
+        for i in unusable:
+            log.warning("series %r: stored state unusable (not this config's layout); starting it afresh",
+                        series[i])
+        return rows
 
     async def _deadletter(self, event: EventT, refusal: Refusal) -> None:
         msg = event.message
@@ -218,26 +229,19 @@ class PredictProcessor:
 
 def register_predict_agent(app: faust.App, processor: PredictProcessor, source: TopicT) -> None:
     """Attach the micro-batching predict agent to `app`."""
-    streams = processor.config.streams
-    within = max(streams.batch_within_ms, 1) / 1000.0
+    sizer = batch_sizer(processor.config.streams)
+    processor.sizer = sizer
 
     @app.agent(source, name="usp.predict")
     async def predict(stream: faust.StreamT) -> None:
         await processor.output.start()
         try:
-            async for events in stream.take_events(  # type: ignore[attr-defined]  # on Stream, not StreamT
-                    streams.max_batch, within=within):
+            async for events in adaptive_take_events(stream, sizer):
                 await processor.process(events)
         finally:
             await processor.output.stop()
 
-    @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # Faust's signal stub wants signal=
-    async def announce_ready(sender: Any, **kwargs: Any) -> None:
-        assigned = sorted(tp.partition for tp in app.consumer.assignment()
-                          if tp.topic == source.get_topic_name())
-        details: dict[str, Any] = {"partitions": assigned, "pid": os.getpid()}
-        if processor.warm_up_s is not None:
-            details["warm_up_s"] = round(processor.warm_up_s, 3)
-        event = codecs.event_dict("worker_ready", None, "info", details)
-        await processor.output.send(EVENTS, None, codecs.dumps(event))
-        await processor.output.flush()
+    def warm_up_figure() -> dict[str, Any]:
+        return {} if processor.warm_up_s is None else {"warm_up_s": round(processor.warm_up_s, 3)}
+
+    announce_ready(app, processor.output, source, warm_up_figure)

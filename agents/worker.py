@@ -8,9 +8,13 @@ from pathlib import Path
 import faust
 
 from agents.predict import PredictProcessor, register_predict_agent
+from agents.ready import announce_ready
+from streams import codecs
 from streams.app import USPApp, WorkerSettings, create_app, observations_topic, state_table
 from streams.kafka import ensure_topics
 from streams.output import OutputProducer
+from streams.take import adaptive_take_events, batch_sizer
+from streams.topics import EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +30,45 @@ def build_worker_app(settings: WorkerSettings) -> tuple[USPApp, PredictProcessor
     return app, processor
 
 
-def run_worker(settings: WorkerSettings, loglevel: str = "warning") -> None:
-    """Run one worker in the foreground until SIGTERM/SIGINT."""
+def build_noop_app(settings: WorkerSettings) -> USPApp:
+    """The worker's app (same settings, topic and table) with a no-op agent in place of predict.
+
+    It takes micro-batches as the predict agent does and only counts them: one `bench_progress` event
+    per batch says how many it took. `usp bench` drains a backlog with it to measure what Faust itself
+    can do on this machine, the ceiling the pipeline is compared with.
+    """
+    app = create_app(settings)
+    streams = settings.config.streams
+    source = observations_topic(app, streams.partitions)
+    state_table(app, streams.partitions)
+    output = OutputProducer(settings.broker, streams)
+    sizer = batch_sizer(streams)
+
+    @app.agent(source, name="usp.noop")
+    async def noop(stream: faust.StreamT) -> None:
+        await output.start()
+        try:
+            async for events in adaptive_take_events(stream, sizer):
+                event = codecs.event_dict("bench_progress", None, "info", {"count": len(events)})
+                await output.send(EVENTS, None, codecs.dumps(event))
+                await output.flush()
+        finally:
+            await output.stop()
+
+    announce_ready(app, output, source)
+    return app
+
+
+def run_worker(settings: WorkerSettings, loglevel: str = "warning", noop: bool = False) -> None:
+    """Run one worker in the foreground until SIGTERM/SIGINT (`noop`: the benchmark's no-op agent)."""
     ensure_topics(settings.broker, settings.config.streams.partitions)
-    app, processor = build_worker_app(settings)
-    seconds = processor.warm_up()
-    log.info("compiled %d batch buckets in %.1f s (%s)", len(seconds), sum(seconds.values()),
-             ", ".join(f"B={size}: {s:.2f} s" for size, s in seconds.items()))
+    if noop:
+        app = build_noop_app(settings)
+    else:
+        app, processor = build_worker_app(settings)
+        seconds = processor.warm_up()
+        log.info("compiled %d batch buckets in %.1f s (%s)", len(seconds), sum(seconds.values()),
+                 ", ".join(f"B={size}: {s:.2f} s" for size, s in seconds.items()))
     log.info("worker on %s, data in %s, web on 127.0.0.1:%d", settings.broker, settings.data_dir,
              settings.web_port)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)

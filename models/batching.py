@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from models.config import PredictorConfig
-from models.state import SeriesState, init_state
+from models.state import SeriesState, batch_to_rows, fresh_rows, init_state, rows_to_batch
 from models.step import Observation, orchestrate_step_batch
 
 BUCKETS: tuple[int, ...] = (1, 4, 16, 64, 256, 1024)
@@ -127,3 +127,29 @@ def run_round(states: Sequence[SeriesState], ts_ns: Sequence[int], values: Seque
         new_states.extend(_split(batch, n))
         outcomes.extend(_outcomes(columns, n))
     return new_states, outcomes
+
+
+def run_round_rows(rows: np.ndarray, active: Sequence[int], ts_ns: Sequence[int], values: Sequence[float],
+                   config: PredictorConfig) -> list[TickOutcome]:
+    """`run_round` on encoded states: one tick to each series whose row index is in `active` (distinct),
+    updating those rows of `rows` (a `models.state.state_rows` matrix) in place; outcomes in input order.
+
+    The worker's path: states go from the table's bytes to the compiled step and back column by column,
+    with no per-series pytree in between.
+    """
+    outcomes: list[TickOutcome] = []
+    top = BUCKETS[-1]
+    for start in range(0, len(active), top):
+        idx = np.asarray(active[start:start + top], dtype=np.intp)
+        n = len(idx)
+        size = bucket_for(n)
+        chunk = rows[idx] if size == n else np.concatenate([rows[idx], fresh_rows(size - n, config)])
+        ts = np.zeros(size, np.int64)
+        vals = np.zeros(size, np.float64)
+        ts[:n] = ts_ns[start:start + n]
+        vals[:n] = values[start:start + n]
+        batch, result = orchestrate_step_batch(rows_to_batch(chunk, config), Observation(ts, vals), config)
+        batch, columns = jax.tree_util.tree_map(np.asarray, (batch, [getattr(result, name) for name in _COLUMNS]))
+        rows[idx] = batch_to_rows(batch, n, config)
+        outcomes.extend(_outcomes(columns, n))
+    return outcomes

@@ -26,8 +26,12 @@ class StreamsConfig:
     """Kafka-side settings. The defaults carry KAFKA-NOTES.md's workarounds for the embedded broker.
 
     partitions: partitions of every USP topic; the most workers that can share the load.
-    max_batch: most observations a worker takes into one micro-batch.
-    batch_within_ms: longest a micro-batch waits to fill; bounds the latency added under light load.
+    min_batch, max_batch: bounds of the adaptive micro-batch size. It doubles while batches come back
+        full (a backlog) and halves when one comes back short, so a quiet stream gets small batches
+        (latency) and a backlog large ones (throughput).
+    batch_within_ms, batch_within_max_ms: bounds of how long a micro-batch waits to fill, adapted the
+        same way: the minimum bounds the latency added under light load.
+    memory_limit_mb: above this resident set (MiB) the worker drops to the smallest batches (0: off).
     fetch_max_wait_ms: how long a fetch waits for data; tansu answers a waiting fetch only when this
         runs out (quirk C), so it bounds latency. Faust hard-codes 1500 ms; USP overrides it.
     session_timeout_s, heartbeat_s: consumer-group liveness; a group join on tansu takes about half
@@ -38,8 +42,11 @@ class StreamsConfig:
     """
 
     partitions: int = 8
-    max_batch: int = 500
+    min_batch: int = 32
+    max_batch: int = 2000
     batch_within_ms: int = 10
+    batch_within_max_ms: int = 100
+    memory_limit_mb: int = 2048
     fetch_max_wait_ms: int = 20
     session_timeout_s: float = 6.0
     heartbeat_s: float = 2.0
@@ -255,7 +262,11 @@ def _check_ranges(config: USPConfig) -> None:
     checks: list[tuple[bool, str]] = [
         (1 <= s.partitions <= 1024, "streams.partitions must be in [1, 1024]"),
         (1 <= s.max_batch <= 100_000, "streams.max_batch must be in [1, 100000]"),
+        (1 <= s.min_batch <= s.max_batch, "streams.min_batch must be in [1, max_batch]"),
         (0 <= s.batch_within_ms <= 10_000, "streams.batch_within_ms must be in [0, 10000]"),
+        (s.batch_within_ms <= s.batch_within_max_ms <= 60_000,
+         "streams.batch_within_max_ms must be in [batch_within_ms, 60000]"),
+        (s.memory_limit_mb >= 0, "streams.memory_limit_mb must be >= 0 (0 turns the back-off off)"),
         (1 <= s.fetch_max_wait_ms <= 10_000, "streams.fetch_max_wait_ms must be in [1, 10000]"),
         (0 < s.heartbeat_s < s.session_timeout_s, "streams.heartbeat_s must be in (0, session_timeout_s)"),
         (s.producer_max_batch_bytes >= 1, "streams.producer_max_batch_bytes must be >= 1"),

@@ -22,6 +22,12 @@ from models.state import init_state, stack_states, state_bytes
 from models.step import Observation, orchestrate_step_batch
 
 DEFAULT_SIZES = (1, 64, 1024)
+#: Five-minute stamps from 2026-01-01 UTC, so the series choose and learn a daily season as real ones do.
+T0_NS, STEP_NS = 1_767_225_600 * 10**9, 300 * 10**9
+
+
+def _tick(batch: int, t: int, values: np.ndarray) -> Observation:
+    return Observation(np.full(batch, T0_NS + t * STEP_NS, np.int64), values[t])
 
 
 def step_us_per_series_tick(batch: int, config: PredictorConfig, ticks: int = 50, repeats: int = 3) -> float:
@@ -30,14 +36,14 @@ def step_us_per_series_tick(batch: int, config: PredictorConfig, ticks: int = 50
     values = 100.0 + np.cumsum(rng.normal(size=(ticks + 60, batch)), axis=0)
     states = stack_states([init_state(config)], batch, config)
     for t in range(60):  # warm past the first ticks so every kernel is active
-        states, _ = orchestrate_step_batch(states, Observation(np.full(batch, t + 1, np.int64), values[t]), config)
+        states, _ = orchestrate_step_batch(states, _tick(batch, t, values), config)
     jax.block_until_ready(states)
     best = float("inf")
     for _ in range(repeats):
         s = states
         start = time.perf_counter()
         for t in range(60, 60 + ticks):
-            s, _ = orchestrate_step_batch(s, Observation(np.full(batch, t + 1, np.int64), values[t]), config)
+            s, _ = orchestrate_step_batch(s, _tick(batch, t, values), config)
         jax.block_until_ready(s)
         best = min(best, (time.perf_counter() - start) / ticks / batch * 1e6)
     return best
@@ -48,9 +54,11 @@ def longest_nab_series(root: Path) -> Path:
 
 
 def backtest_ticks_per_s(path: Path, config: PredictorConfig, repeats: int = 3) -> tuple[int, float, float]:
-    """(rows, best ticks/s over repeats, compile seconds) for a back-test of one CSV's value column."""
+    """(rows, best ticks/s over repeats, compile seconds) for a back-test of one NAB CSV, with its own
+    timestamps (so the series gets its season, as in a worker)."""
     values = np.loadtxt(path, delimiter=",", skiprows=1, usecols=1)
-    ts = np.arange(1, len(values) + 1, dtype=np.int64)
+    stamps = np.loadtxt(path, delimiter=",", skiprows=1, usecols=0, dtype=str)
+    ts = stamps.astype("datetime64[ns]").astype(np.int64)
     first = backtest(ts, values, config)
     best = max(len(values) / backtest(ts, values, config).run_s for _ in range(repeats))
     return len(values), best, first.compile_s

@@ -256,3 +256,55 @@ def unstack_state(batch: SeriesState, index: int) -> SeriesState:
     """The `index`-th state of a stacked batch, as NumPy arrays."""
     one: SeriesState = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf[index]), batch)
     return one
+
+
+# Row codecs: many series' encoded states as one (n, state_bytes) uint8 matrix. A worker's micro-batch
+# holds hundreds of series; decoding and encoding them column by column (one NumPy operation per leaf
+# for the whole batch) instead of leaf by leaf per series is what keeps the codec off the profile.
+
+def state_rows(raws: list[bytes | None], config: PredictorConfig | None = None) -> tuple[np.ndarray, list[int]]:
+    """Encoded states as rows of a uint8 matrix; a missing (None) or unusable state becomes a fresh one.
+    Returns the matrix and the indices of the unusable ones (for the caller to report).
+
+    >>> m, bad = state_rows([state_to_bytes(init_state()), None, b"junk"])
+    >>> m.shape == (3, state_bytes()), bad
+    (True, [2])
+    """
+    layout = _layout(config or PredictorConfig())
+    fresh = _fresh_bytes(config or PredictorConfig())
+    header = fresh[:_HEADER.size]
+    bad = [i for i, raw in enumerate(raws)
+           if raw is not None and (len(raw) != layout.nbytes or raw[:_HEADER.size] != header)]
+    rows = [fresh if raw is None or i in bad else raw for i, raw in enumerate(raws)]
+    return np.frombuffer(b"".join(rows), np.uint8).reshape(len(rows), layout.nbytes).copy(), bad
+
+
+@functools.cache
+def _fresh_bytes(config: PredictorConfig) -> bytes:
+    return state_to_bytes(_template(config))
+
+
+def fresh_rows(k: int, config: PredictorConfig | None = None) -> np.ndarray:
+    """k encoded fresh states (padding for a bucket)."""
+    fresh = np.frombuffer(_fresh_bytes(config or PredictorConfig()), np.uint8)
+    return np.broadcast_to(fresh, (k, fresh.size))
+
+
+def rows_to_batch(rows: np.ndarray, config: PredictorConfig | None = None) -> SeriesState:
+    """A stacked SeriesState (leading axis = rows) from a matrix made by `state_rows`/`batch_to_rows`."""
+    layout = _layout(config or PredictorConfig())
+    n = rows.shape[0]
+    leaves = [np.ascontiguousarray(rows[:, offset:offset + dtype.itemsize * count]).view(dtype).reshape((n, *shape))
+              for dtype, shape, count, offset in layout.specs]
+    batch: SeriesState = jax.tree_util.tree_unflatten(layout.treedef, leaves)
+    return batch
+
+
+def batch_to_rows(batch: SeriesState, n: int, config: PredictorConfig | None = None) -> np.ndarray:
+    """The first n states of a stacked batch as encoded rows (each row equals `state_to_bytes`)."""
+    layout = _layout(config or PredictorConfig())
+    header = np.frombuffer(_fresh_bytes(config or PredictorConfig())[:_HEADER.size], np.uint8)
+    cols = [np.broadcast_to(header, (n, header.size))]
+    for leaf, (dtype, _, count, _) in zip(jax.tree_util.tree_leaves(batch), layout.specs, strict=True):
+        cols.append(np.ascontiguousarray(np.asarray(leaf)[:n], dtype=dtype).reshape(n, count).view(np.uint8))
+    return np.concatenate(cols, axis=1)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import models.batching as batching
-from models.batching import BUCKETS, TickOutcome, bucket_for, run_round, warm_up
+from models.batching import BUCKETS, TickOutcome, bucket_for, run_round, run_round_rows, warm_up
 from models.config import CusumConfig, OrchestrationConfig, PredictorConfig
-from models.state import init_state, state_to_bytes
+from models.state import init_state, state_rows, state_to_bytes
 from models.step import REASON_FROZEN, REASON_OK, REASON_STALE, Observation, orchestrate_step
 
 CFG = PredictorConfig(OrchestrationConfig(warmup_steps=4, frozen_steps=3, recovery_steps=2),
@@ -75,6 +75,26 @@ def test_round_over_more_series_than_the_largest_bucket_matches_single_steps(mon
     assert {REASON_OK, REASON_FROZEN, REASON_STALE} <= reasons
     # the refused ticks left the series degraded at some point, and the frozen one still is
     assert outcomes[0].degraded and not outcomes[0].accepted
+
+
+def test_rounds_on_encoded_rows_match_rounds_on_states(monkeypatch) -> None:
+    """The worker's path (states as encoded rows, updated in place, some series idle in a round) gives
+    the same outcomes and the same bytes as `run_round` on SeriesState objects."""
+    monkeypatch.setattr(batching, "BUCKETS", SMALL_BUCKETS)
+    n = SMALL_BUCKETS[-1] + 5
+    rng = np.random.default_rng(3)
+    states = [init_state(CFG) for _ in range(n)]
+    rows, unusable = state_rows([None] * n, CFG)
+    assert unusable == []
+    for t in range(25):
+        active = [i for i in range(n) if rng.random() < 0.7]
+        ts = [1 + t] * len(active)
+        values = [float(v) for v in 50 + 10 * rng.standard_normal(len(active))]
+        new, expected = run_round([states[i] for i in active], ts, values, CFG)
+        for i, s in zip(active, new, strict=True):
+            states[i] = s
+        assert run_round_rows(rows, active, ts, values, CFG) == expected
+    assert [rows[i].tobytes() for i in range(n)] == [state_to_bytes(s) for s in states]
 
 
 def test_refused_tick_still_returns_the_moved_ingest_counters() -> None:

@@ -1,0 +1,365 @@
+"""`usp bench`: the performance figures of issue 5, measured in one run on this machine.
+
+A benchmark, not a test: it prints a table and, as its last stdout line, one JSON object; it asserts
+nothing. Every end-to-end figure runs real processes over the embedded broker, each on a fresh broker so
+no run sees another's records:
+
+- `noop_faust_obs_s` and `pipeline_obs_s`: a backlog of synthetic observations is published first, then
+  one worker (`usp worker --noop`, a no-op agent with the same app settings, or the real `usp worker`)
+  starts and drains it. Throughput is the backlog over the time from the worker's `worker_ready` event
+  (the group has assigned it every partition) to the broker timestamp of its last output.
+- `latency_p50_ms` / `latency_p99_ms`: the pipeline worker, now warm, is fed at half `pipeline_obs_s`;
+  latency is from handing a row to the producer to the broker timestamp of its prediction.
+- `rss_mb_100k_series`: the same worker is then sent one observation each for that many new series and
+  its resident memory is read from /proc. `--quick` sends 5,000 and scales the growth to 100,000
+  (the JSON says which with `rss_series_measured`).
+- `scale_2w_vs_1w`: throughput of two workers splitting the 8 partitions over one worker's, both
+  measured the same way: workers ready first, then the backlog published as fast as the producer goes.
+- `step_us_b*`, `backtest_ticks_s`, `state_bytes_per_series`: the numeric core in this process
+  (`models.perf`), run first while the machine is otherwise idle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from agents.supervise import ChildProcess
+from models import perf
+from models.config import PredictorConfig, USPConfig, load_config
+from models.state import state_bytes
+from streams import codecs
+from streams.broker import EmbeddedBroker, free_port
+from streams.kafka import ensure_topics, make_consumer, make_producer
+from streams.tail import partitions_of
+from streams.topics import DEADLETTER, EVENTS, OBSERVATIONS, PREDICTIONS
+
+#: Five-minute rows from 2026-01-01 UTC (as models.perf): every series gets its daily season.
+T0_NS, STEP_NS = perf.T0_NS, perf.STEP_NS
+
+
+class BenchError(RuntimeError):
+    """A benchmark stage could not complete; the message says which and what the worker logged."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much each stage does. `series` spreads the backlog over that many series, round robin, so a
+    micro-batch holds many series (the batched step's case) and each series sees several ticks."""
+
+    observations: int
+    series: int
+    latency_s: float
+    rss_series: int
+    step_ticks: int
+    step_repeats: int
+    backtest_repeats: int
+
+
+QUICK = Plan(observations=5_000, series=300, latency_s=6.0, rss_series=5_000, step_ticks=20, step_repeats=2,
+             backtest_repeats=1)
+FULL = Plan(observations=40_000, series=1_000, latency_s=30.0, rss_series=100_000, step_ticks=50,
+            step_repeats=3, backtest_repeats=3)
+
+
+@dataclass
+class Workload:
+    """Pre-encoded observations: random walks on a five-minute clock, `series` of them interleaved."""
+
+    prefix: str
+    series: int
+    next_tick: int = 0
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    level: np.ndarray | None = None
+
+    def rows(self, n: int) -> list[tuple[bytes, bytes, str, int]]:
+        if self.level is None:
+            self.level = 100.0 + 10.0 * self.rng.standard_normal(self.series)
+        out = []
+        for k in range(n):
+            i = k % self.series
+            if i == 0 and k:
+                self.next_tick += 1
+            self.level[i] += self.rng.standard_normal()
+            sid = f"{self.prefix}-{i:06d}"
+            ts = T0_NS + (self.next_tick + 1) * STEP_NS
+            out.append((sid.encode(), codecs.encode_observation(sid, ts, float(self.level[i])), sid, ts))
+        self.next_tick += 1
+        return out
+
+
+@dataclass
+class Outputs:
+    """What a monitor thread has seen on the output topics (ints and lists under the GIL)."""
+
+    outputs: int = 0
+    last_output_ms: int = 0
+    progress: int = 0  # observations the no-op agent reports having taken
+    ready: dict[int, tuple[int, list[int]]] = field(default_factory=dict)  # pid -> (broker ms, partitions)
+    sent_at: dict[tuple[str, int], float] = field(default_factory=dict)
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+def _monitor(url: str, config: USPConfig, seen: Outputs, stop: threading.Event) -> None:
+    consumer = make_consumer(url, config.streams, group_id=None)
+    try:
+        consumer.assign([tp for t in (PREDICTIONS, DEADLETTER, EVENTS) for tp in partitions_of(consumer, t)])
+        consumer.seek_to_beginning()
+        while not stop.is_set():
+            for tp, records in consumer.poll(timeout_ms=100).items():
+                for rec in records:
+                    if tp.topic == EVENTS:
+                        event = codecs.loads(rec.value)
+                        if event["kind"] == "worker_ready":
+                            seen.ready[event["details"]["pid"]] = (rec.timestamp, event["details"]["partitions"])
+                        elif event["kind"] == "bench_progress":
+                            seen.progress += event["details"]["count"]
+                            seen.last_output_ms = max(seen.last_output_ms, rec.timestamp)
+                        continue
+                    if tp.topic == PREDICTIONS and seen.sent_at:
+                        msg = codecs.loads(rec.value)
+                        sent = seen.sent_at.pop((msg["series_id"], msg["ts"]), None)
+                        if sent is not None:
+                            seen.latencies_ms.append(rec.timestamp - sent * 1000.0)
+                    seen.outputs += 1
+                    seen.last_output_ms = max(seen.last_output_ms, rec.timestamp)
+    finally:
+        consumer.close()
+
+
+class Stack(contextlib.ExitStack):
+    """A fresh embedded broker with USP's topics, a monitor of its output topics, and workers."""
+
+    def __init__(self, config: USPConfig, config_path: Path | None) -> None:
+        super().__init__()
+        self.config = config
+        self.config_path = config_path
+        self.seen = Outputs()
+        self.workers: list[ChildProcess] = []
+
+    def __enter__(self) -> Stack:
+        super().__enter__()
+        broker = self.enter_context(EmbeddedBroker())
+        self.url = broker.url
+        ensure_topics(self.url, self.config.streams.partitions)
+        self.data_dir = Path(tempfile.mkdtemp(prefix="usp-bench-"))
+        self.callback(shutil.rmtree, self.data_dir, True)
+        stop = threading.Event()
+        monitor = threading.Thread(target=_monitor, args=(self.url, self.config, self.seen, stop), daemon=True)
+        monitor.start()
+        self.callback(monitor.join, 5)
+        self.callback(stop.set)
+        self.producer = make_producer(self.url, self.config.streams)
+        self.callback(self.producer.close, 5)
+        return self
+
+    def start_worker(self, noop: bool = False) -> ChildProcess:
+        n = len(self.workers)
+        args = ["worker", "--broker", self.url, "--data-dir", str(self.data_dir / f"w{n}"),
+                "--web-port", str(free_port())]
+        if self.config_path is not None:
+            args += ["--config", str(self.config_path)]
+        worker = ChildProcess(args + (["--noop"] if noop else []), f"bench-w{n}")
+        self.callback(worker.cleanup)
+        self.callback(worker.stop)
+        self.workers.append(worker)
+        return worker
+
+    def wait(self, what: str, done: Callable[[], bool], timeout_s: float) -> None:
+        """Poll `done` until true; fail with the workers' logs if one dies or time runs out."""
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            for w in self.workers:
+                if not w.alive():
+                    raise BenchError(f"{what}: worker exited with code {w.proc.returncode}:\n{w.log_tail()}")
+            if time.monotonic() > deadline:
+                logs = "\n".join(w.log_tail(10) for w in self.workers)
+                raise BenchError(f"{what}: not done after {timeout_s:.0f} s\n{logs}")
+            time.sleep(0.02)
+
+    def ready_split(self, workers: int) -> bool:
+        """True once `workers` workers' latest assignments cover every partition, each held once."""
+        if len(self.seen.ready) < workers:
+            return False
+        held = [p for _, parts in self.seen.ready.values() for p in parts]
+        return sorted(held) == list(range(self.config.streams.partitions)) and all(
+            parts for _, parts in self.seen.ready.values())
+
+    def publish(self, rows: list[tuple[bytes, bytes, str, int]], rate: float | None = None,
+                track: bool = False) -> float:
+        """Send rows (paced to `rate`/s if given); returns the wall time of the first send."""
+        start = time.monotonic()
+        first = time.time()
+        for k, (key, value, sid, ts) in enumerate(rows):
+            if rate:
+                delay = start + k / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            if track:
+                self.seen.sent_at[(sid, ts)] = time.time()
+            self.producer.send(OBSERVATIONS, key=key, value=value)
+        self.producer.flush()
+        return first
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    raise BenchError(f"no VmRSS for pid {pid}")
+
+
+def drain_rate(config: USPConfig, config_path: Path | None, n: int, series: int, noop: bool,
+               timeout_s: float) -> float:
+    """Observations/s for one worker draining a backlog of n published before it starts."""
+    with Stack(config, config_path) as stack:
+        stack.publish(Workload("drain", series).rows(n))
+        stack.start_worker(noop=noop)
+        stack.wait("worker start", lambda: stack.ready_split(1), 180)
+        start_ms = min(ms for ms, _ in stack.seen.ready.values())
+        stack.wait("drain", lambda: (stack.seen.progress if noop else stack.seen.outputs) >= n, timeout_s)
+        return n / max((stack.seen.last_output_ms - start_ms) / 1000.0, 1e-3)
+
+
+@dataclass
+class PipelineFigures:
+    pipeline_obs_s: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    latency_samples: int
+    rss_mb_start: float
+    rss_mb_measured: float
+    rss_series_measured: int
+    rss_mb_100k_series: float
+
+
+def pipeline_run(config: USPConfig, config_path: Path | None, plan: Plan, console: Console) -> PipelineFigures:
+    """The real worker: drain a backlog, then a paced run at half that rate, then many new series."""
+    with Stack(config, config_path) as stack:
+        work = Workload("bench", plan.series)
+        n = plan.observations
+        stack.publish(work.rows(n))
+        worker = stack.start_worker()
+        stack.wait("worker start (joining group, compiling)", lambda: stack.ready_split(1), 300)
+        start_ms = min(ms for ms, _ in stack.seen.ready.values())
+        stack.wait("pipeline drain", lambda: stack.seen.outputs >= n, 600)
+        rate = n / max((stack.seen.last_output_ms - start_ms) / 1000.0, 1e-3)
+        console.print(f"pipeline drained {n:,} observations: {rate:,.0f} obs/s", highlight=False)
+
+        paced = max(int(rate / 2 * plan.latency_s), 10)
+        console.print(f"latency: {paced:,} observations at {rate / 2:,.0f} obs/s", highlight=False)
+        stack.publish(work.rows(paced), rate=rate / 2, track=True)
+        stack.wait("paced run", lambda: stack.seen.outputs >= n + paced, 120)
+        lat = np.asarray(stack.seen.latencies_ms)
+
+        rss_start = _rss_mb(worker.proc.pid)
+        many = Workload("rss", plan.rss_series, rng=np.random.default_rng(1))
+        console.print(f"memory: one observation for each of {plan.rss_series:,} new series", highlight=False)
+        stack.publish(many.rows(plan.rss_series))
+        stack.wait("new series", lambda: stack.seen.outputs >= n + paced + plan.rss_series, 900)
+        rss = _rss_mb(worker.proc.pid)
+        held = plan.series + plan.rss_series
+        per_series = (rss - rss_start) / plan.rss_series
+        at_100k = rss if held >= 100_000 else rss + per_series * (100_000 - held)
+        return PipelineFigures(
+            pipeline_obs_s=rate, latency_p50_ms=float(np.percentile(lat, 50)) if lat.size else float("nan"),
+            latency_p99_ms=float(np.percentile(lat, 99)) if lat.size else float("nan"), latency_samples=int(lat.size),
+            rss_mb_start=rss_start, rss_mb_measured=rss, rss_series_measured=held, rss_mb_100k_series=at_100k)
+
+
+def live_rate(config: USPConfig, config_path: Path | None, n: int, series: int, workers: int) -> float:
+    """Observations/s with `workers` workers ready first and n rows published as fast as possible."""
+    with Stack(config, config_path) as stack:
+        for _ in range(workers):
+            stack.start_worker()
+        stack.wait(f"{workers} worker(s) sharing the partitions", lambda: stack.ready_split(workers), 300)
+        first = stack.publish(Workload("scale", series).rows(n))
+        stack.wait(f"drain with {workers} worker(s)", lambda: stack.seen.outputs >= n, 600)
+        return n / max(stack.seen.last_output_ms / 1000.0 - first, 1e-3)
+
+
+def numeric(plan: Plan, config: PredictorConfig, nab: Path, console: Console) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    for b in perf.DEFAULT_SIZES:
+        figures[f"step_us_b{b}"] = perf.step_us_per_series_tick(b, config, plan.step_ticks, plan.step_repeats)
+        console.print(f"orchestrate_step_batch B={b}: {figures[f'step_us_b{b}']:.2f} us per series-tick",
+                      highlight=False)
+    path = perf.longest_nab_series(nab)
+    rows, tps, _ = perf.backtest_ticks_per_s(path, config, plan.backtest_repeats)
+    figures.update(backtest_series=path.name, backtest_rows=rows, backtest_ticks_s=tps,
+                   state_bytes_per_series=state_bytes(config))
+    console.print(f"backtest {path.name} ({rows:,} rows): {tps:,.0f} ticks/s", highlight=False)
+    return figures
+
+
+TARGETS: dict[str, tuple[str, float]] = {
+    "pipeline_vs_noop": (">=", 0.7), "latency_p99_ms": ("<=", 100.0), "step_us_b1024": ("<=", 10.0),
+    "backtest_ticks_s": (">=", 50_000.0), "state_bytes_per_series": ("<=", 4096.0),
+    "rss_mb_100k_series": ("<=", 1024.0),
+}
+
+
+def report_table(figures: dict[str, Any]) -> Table:
+    table = Table(title="usp bench")
+    for col in ("figure", "value", "target", "met"):
+        table.add_column(col, justify="left" if col == "figure" else "right")
+    for key, value in figures.items():
+        if isinstance(value, str):
+            continue
+        op, bound = TARGETS.get(key, ("", float("nan")))
+        met = "" if not op else ("yes" if (value >= bound if op == ">=" else value <= bound) else "no")
+        table.add_row(key, f"{value:,.2f}" if isinstance(value, float) else f"{value:,}",
+                      f"{op} {bound:g}" if op else "", met)
+    return table
+
+
+def bench(*, quick: bool, config: USPConfig, config_path: Path | None, nab: Path,
+          console: Console) -> dict[str, Any]:
+    """Run every stage; returns the figures (the CLI prints them)."""
+    plan = QUICK if quick else FULL
+    started = time.monotonic()
+    figures: dict[str, Any] = {"mode": "quick" if quick else "full"}
+    figures.update(numeric(plan, config.predictor, nab, console))
+    n = plan.observations
+    noop = drain_rate(config, config_path, n, plan.series, noop=True, timeout_s=600.0)
+    console.print(f"no-op Faust agent drained {n:,} observations: {noop:,.0f} obs/s", highlight=False)
+    pipe = pipeline_run(config, config_path, plan, console)
+    one = live_rate(config, config_path, n, plan.series, workers=1)
+    two = live_rate(config, config_path, n, plan.series, workers=2)
+    console.print(f"live publish, 1 worker {one:,.0f} obs/s, 2 workers {two:,.0f} obs/s", highlight=False)
+    figures.update(
+        noop_faust_obs_s=noop, pipeline_obs_s=pipe.pipeline_obs_s, pipeline_vs_noop=pipe.pipeline_obs_s / noop,
+        latency_p50_ms=pipe.latency_p50_ms, latency_p99_ms=pipe.latency_p99_ms,
+        latency_samples=pipe.latency_samples, rss_mb_100k_series=pipe.rss_mb_100k_series,
+        rss_mb_measured=pipe.rss_mb_measured, rss_series_measured=pipe.rss_series_measured,
+        live_1w_obs_s=one, live_2w_obs_s=two, scale_2w_vs_1w=two / one,
+        observations=n, series=plan.series, cpus=os.cpu_count() or 0,
+        elapsed_s=time.monotonic() - started,
+    )
+    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in figures.items()}
+
+
+def cmd_bench(args: Any, console: Console) -> int:
+    config_path = Path(args.config) if args.config else None
+    try:
+        figures = bench(quick=args.quick, config=load_config(config_path), config_path=config_path,
+                        nab=Path(args.nab), console=console)
+    except BenchError as exc:
+        console.print(f"[red]usp bench failed:[/] {exc}", highlight=False)
+        return 1
+    console.print(report_table(figures))
+    print(orjson.dumps(figures).decode(), flush=True)
+    return 0

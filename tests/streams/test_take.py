@@ -1,0 +1,45 @@
+"""The adaptive micro-batch sizer (the Faust side is exercised by the integration tests' workers)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.take import BatchSizer, resident_mb
+
+
+def sizer(memory_mb: float = 0.0, limit_mb: float = 0.0) -> BatchSizer:
+    return BatchSizer(min_size=8, max_size=512, min_wait_s=0.01, max_wait_s=0.1, memory_limit_mb=limit_mb,
+                      memory=lambda: memory_mb)
+
+
+@given(st.lists(st.integers(0, 2000), max_size=60))
+def test_limits_stay_within_their_bounds(taken: list[int]) -> None:
+    s = sizer()
+    for n in taken:
+        s.observe(n)
+        assert 8 <= s.size <= 512 and 0.01 <= s.wait_s <= 0.1
+
+
+def test_a_backlog_grows_the_batch_to_its_maximum_and_a_quiet_stream_shrinks_it() -> None:
+    s = sizer()
+    for _ in range(10):
+        s.observe(s.size)
+    assert (s.size, s.wait_s) == (512, 0.1)
+    for _ in range(10):
+        s.observe(0)
+    assert (s.size, s.wait_s) == (8, 0.01)
+
+
+def test_memory_pressure_drops_to_the_smallest_batches() -> None:
+    s = sizer(memory_mb=900.0, limit_mb=800.0)
+    s.size, s.wait_s = 512, 0.1
+    s.observe(512)  # a full batch would grow it, but the process is over its memory limit
+    assert (s.size, s.wait_s) == (8, 0.01)
+    calm = sizer(memory_mb=700.0, limit_mb=800.0)
+    calm.observe(calm.size)
+    assert calm.size == 16
+
+
+def test_resident_memory_of_this_process_is_read() -> None:
+    assert 10.0 < resident_mb() < 100_000.0
