@@ -11,10 +11,11 @@ no run sees another's records:
 - `latency_p50_ms` / `latency_p99_ms`: the pipeline worker, now warm, is fed at half `pipeline_obs_s`;
   latency is from handing a row to the producer to the broker timestamp of its prediction.
 - `rss_mb_100k_series`: the same worker is then sent one observation each for that many new series and
-  its resident memory is read from /proc. `--quick` sends 5,000 and scales the growth to 100,000
+  its resident memory is read from /proc. `--quick` sends 4,000 and scales the growth to 100,000
   (the JSON says which with `rss_series_measured`).
 - `scale_2w_vs_1w`: throughput of two workers splitting the 8 partitions over one worker's, both
-  measured the same way: workers ready first, then the backlog published as fast as the producer goes.
+  measured the same way: workers ready first, then rows of new series published as fast as the producer
+  goes (the one-worker figure comes from the pipeline worker, before its memory stage).
 - `step_us_b*`, `backtest_ticks_s`, `state_bytes_per_series`: the numeric core in this process
   (`models.perf`), run first while the machine is otherwise idle.
 """
@@ -27,6 +28,7 @@ import shutil
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from kafka.consumer.fetcher import ConsumerRecord
 from rich.console import Console
 from rich.table import Table
 
@@ -43,8 +46,8 @@ from models.config import PredictorConfig, USPConfig, load_config
 from models.state import state_bytes
 from streams import codecs
 from streams.broker import EmbeddedBroker, free_port
-from streams.kafka import ensure_topics, make_consumer, make_producer
-from streams.tail import partitions_of
+from streams.kafka import ensure_topics, make_producer
+from streams.tail import follow
 from streams.topics import DEADLETTER, EVENTS, OBSERVATIONS, PREDICTIONS
 
 #: Five-minute rows from 2026-01-01 UTC (as models.perf): every series gets its daily season.
@@ -69,7 +72,7 @@ class Plan:
     backtest_repeats: int
 
 
-QUICK = Plan(observations=5_000, series=300, latency_s=6.0, rss_series=5_000, step_ticks=20, step_repeats=2,
+QUICK = Plan(observations=4_000, series=300, latency_s=5.0, rss_series=4_000, step_ticks=20, step_repeats=2,
              backtest_repeats=1)
 FULL = Plan(observations=40_000, series=1_000, latency_s=30.0, rss_series=100_000, step_ticks=50,
             step_repeats=3, backtest_repeats=3)
@@ -114,30 +117,24 @@ class Outputs:
 
 
 def _monitor(url: str, config: USPConfig, seen: Outputs, stop: threading.Event) -> None:
-    consumer = make_consumer(url, config.streams, group_id=None)
-    try:
-        consumer.assign([tp for t in (PREDICTIONS, DEADLETTER, EVENTS) for tp in partitions_of(consumer, t)])
-        consumer.seek_to_beginning()
-        while not stop.is_set():
-            for tp, records in consumer.poll(timeout_ms=100).items():
-                for rec in records:
-                    if tp.topic == EVENTS:
-                        event = codecs.loads(rec.value)
-                        if event["kind"] == "worker_ready":
-                            seen.ready[event["details"]["pid"]] = (rec.timestamp, event["details"]["partitions"])
-                        elif event["kind"] == "bench_progress":
-                            seen.progress += event["details"]["count"]
-                            seen.last_output_ms = max(seen.last_output_ms, rec.timestamp)
-                        continue
-                    if tp.topic == PREDICTIONS and seen.sent_at:
-                        msg = codecs.loads(rec.value)
-                        sent = seen.sent_at.pop((msg["series_id"], msg["ts"]), None)
-                        if sent is not None:
-                            seen.latencies_ms.append(rec.timestamp - sent * 1000.0)
-                    seen.outputs += 1
-                    seen.last_output_ms = max(seen.last_output_ms, rec.timestamp)
-    finally:
-        consumer.close()
+    def on_record(topic: str, rec: ConsumerRecord) -> None:
+        if topic == EVENTS:
+            event = codecs.loads(rec.value)
+            if event["kind"] == "worker_ready":
+                seen.ready[event["details"]["pid"]] = (rec.timestamp, event["details"]["partitions"])
+            elif event["kind"] == "bench_progress":
+                seen.progress += event["details"]["count"]
+                seen.last_output_ms = max(seen.last_output_ms, rec.timestamp)
+            return
+        if topic == PREDICTIONS and seen.sent_at:
+            msg = codecs.loads(rec.value)
+            sent = seen.sent_at.pop((msg["series_id"], msg["ts"]), None)
+            if sent is not None:
+                seen.latencies_ms.append(rec.timestamp - sent * 1000.0)
+        seen.outputs += 1
+        seen.last_output_ms = max(seen.last_output_ms, rec.timestamp)
+
+    follow(url, config.streams, (PREDICTIONS, DEADLETTER, EVENTS), on_record, stop)
 
 
 class Stack(contextlib.ExitStack):
@@ -244,10 +241,12 @@ class PipelineFigures:
     rss_mb_measured: float
     rss_series_measured: int
     rss_mb_100k_series: float
+    live_1w_obs_s: float
 
 
 def pipeline_run(config: USPConfig, config_path: Path | None, plan: Plan, console: Console) -> PipelineFigures:
-    """The real worker: drain a backlog, then a paced run at half that rate, then many new series."""
+    """The real worker: drain a backlog, then a paced run at half that rate, then a live drain of new
+    series (the one-worker side of `scale_2w_vs_1w`), then many more new series for its memory."""
     with Stack(config, config_path) as stack:
         work = Workload("bench", plan.series)
         n = plan.observations
@@ -265,19 +264,26 @@ def pipeline_run(config: USPConfig, config_path: Path | None, plan: Plan, consol
         stack.wait("paced run", lambda: stack.seen.outputs >= n + paced, 120)
         lat = np.asarray(stack.seen.latencies_ms)
 
+        # One worker's live rate, measured as `live_rate` measures two (this worker is already ready).
+        done = stack.seen.outputs
+        first = stack.publish(Workload("scale", plan.series).rows(n))
+        stack.wait("live drain with 1 worker", lambda: stack.seen.outputs >= done + n, 600)
+        live_1w = n / max(stack.seen.last_output_ms / 1000.0 - first, 1e-3)
+
         rss_start = _rss_mb(worker.proc.pid)
         many = Workload("rss", plan.rss_series, rng=np.random.default_rng(1))
         console.print(f"memory: one observation for each of {plan.rss_series:,} new series", highlight=False)
         stack.publish(many.rows(plan.rss_series))
-        stack.wait("new series", lambda: stack.seen.outputs >= n + paced + plan.rss_series, 900)
+        stack.wait("new series", lambda: stack.seen.outputs >= done + n + plan.rss_series, 900)
         rss = _rss_mb(worker.proc.pid)
-        held = plan.series + plan.rss_series
+        held = 2 * plan.series + plan.rss_series
         per_series = (rss - rss_start) / plan.rss_series
         at_100k = rss if held >= 100_000 else rss + per_series * (100_000 - held)
         return PipelineFigures(
             pipeline_obs_s=rate, latency_p50_ms=float(np.percentile(lat, 50)) if lat.size else float("nan"),
             latency_p99_ms=float(np.percentile(lat, 99)) if lat.size else float("nan"), latency_samples=int(lat.size),
-            rss_mb_start=rss_start, rss_mb_measured=rss, rss_series_measured=held, rss_mb_100k_series=at_100k)
+            rss_mb_start=rss_start, rss_mb_measured=rss, rss_series_measured=held, rss_mb_100k_series=at_100k,
+            live_1w_obs_s=live_1w)
 
 
 def live_rate(config: USPConfig, config_path: Path | None, n: int, series: int, workers: int) -> float:
@@ -326,10 +332,17 @@ def report_table(figures: dict[str, Any]) -> Table:
     return table
 
 
+def _quiet_fork_warning() -> None:
+    # Workers are started with fork+exec (so they die with this process); the fork happens in a process
+    # where JAX's threads run, which Python warns about, but exec follows at once and nothing is shared.
+    warnings.filterwarnings("ignore", message="os.fork\\(\\) was called", category=RuntimeWarning)
+
+
 def bench(*, quick: bool, config: USPConfig, config_path: Path | None, nab: Path,
           console: Console) -> dict[str, Any]:
     """Run every stage; returns the figures (the CLI prints them)."""
     plan = QUICK if quick else FULL
+    _quiet_fork_warning()
     started = time.monotonic()
     figures: dict[str, Any] = {"mode": "quick" if quick else "full"}
     figures.update(numeric(plan, config.predictor, nab, console))
@@ -337,7 +350,7 @@ def bench(*, quick: bool, config: USPConfig, config_path: Path | None, nab: Path
     noop = drain_rate(config, config_path, n, plan.series, noop=True, timeout_s=600.0)
     console.print(f"no-op Faust agent drained {n:,} observations: {noop:,.0f} obs/s", highlight=False)
     pipe = pipeline_run(config, config_path, plan, console)
-    one = live_rate(config, config_path, n, plan.series, workers=1)
+    one = pipe.live_1w_obs_s
     two = live_rate(config, config_path, n, plan.series, workers=2)
     console.print(f"live publish, 1 worker {one:,.0f} obs/s, 2 workers {two:,.0f} obs/s", highlight=False)
     figures.update(

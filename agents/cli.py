@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("bench", "Measure throughput, latency, step cost, back-test speed, memory and scaling on this "
             "machine (a benchmark: prints a table and a JSON line, asserts nothing).", "usp bench --quick")
     p.add_argument("--quick", action="store_true",
-                   help="CI-sized run (under 2 minutes); memory scaled from 5,000 series")
+                   help="CI-sized run (under 2 minutes); memory scaled from 4,000 series")
     p.add_argument("--nab", default=os.environ.get("USP_NAB_DATA", "../shared/data/nab") + "/data",
                    help="NAB data folder whose longest series is back-tested (default ../shared/data/nab/data)")
     config_arg(p)

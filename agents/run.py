@@ -20,6 +20,7 @@ from types import FrameType
 from typing import Any
 
 import numpy as np
+from kafka.consumer.fetcher import ConsumerRecord
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -28,9 +29,9 @@ from agents.supervise import ChildProcess
 from models.config import USPConfig
 from streams import codecs
 from streams.broker import EmbeddedBroker, free_port
-from streams.kafka import ensure_topics, make_consumer, make_producer
+from streams.kafka import ensure_topics, make_producer
 from streams.publish import CsvReport, Row, demo_path, interleave, publish_rows, read_csv
-from streams.tail import partitions_of
+from streams.tail import follow
 from streams.topics import DEADLETTER, EVENTS, PREDICTIONS
 
 
@@ -73,28 +74,22 @@ def _round(x: float) -> float | None:
 
 
 def _monitor(url: str, config: USPConfig, stats: RunStats, stop: threading.Event) -> None:
-    consumer = make_consumer(url, config.streams, group_id=None)
-    try:
-        consumer.assign([tp for t in (PREDICTIONS, DEADLETTER, EVENTS) for tp in partitions_of(consumer, t)])
-        consumer.seek_to_beginning()
-        while not stop.is_set():
-            for tp, records in consumer.poll(timeout_ms=200).items():
-                for rec in records:
-                    if tp.topic == PREDICTIONS:
-                        msg = codecs.loads(rec.value)
-                        stats.predictions += 1
-                        stats.regime_changes += bool(msg.get("regime_change"))
-                        sent = stats.sent_at.pop((msg["series_id"], msg["ts"]), None)
-                        if sent is not None:
-                            stats.latencies_ms.append(rec.timestamp - sent * 1000.0)
-                        stats.last_prediction = time.time()
-                    elif tp.topic == DEADLETTER:
-                        stats.deadletters += 1
-                        stats.last_prediction = time.time()
-                    elif codecs.loads(rec.value).get("kind") == "worker_ready":
-                        stats.ready = True
-    finally:
-        consumer.close()
+    def on_record(topic: str, rec: ConsumerRecord) -> None:
+        if topic == PREDICTIONS:
+            msg = codecs.loads(rec.value)
+            stats.predictions += 1
+            stats.regime_changes += bool(msg.get("regime_change"))
+            sent = stats.sent_at.pop((msg["series_id"], msg["ts"]), None)
+            if sent is not None:
+                stats.latencies_ms.append(rec.timestamp - sent * 1000.0)
+            stats.last_prediction = time.time()
+        elif topic == DEADLETTER:
+            stats.deadletters += 1
+            stats.last_prediction = time.time()
+        elif codecs.loads(rec.value).get("kind") == "worker_ready":
+            stats.ready = True
+
+    follow(url, config.streams, (PREDICTIONS, DEADLETTER, EVENTS), on_record, stop)
 
 
 def _status_table(stats: RunStats, limit: int | None) -> Table:

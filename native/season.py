@@ -44,6 +44,8 @@ GAP = 16.0
 #: Bound on a bin's increment over the series' scale: float32 holds it, and a move of a million times
 #: the series' magnitude says nothing more.
 RATIO_MAX = 1e6
+#: Below this mean square of the seasonal input (volatility units) the season's gain is 0.
+GAIN_MIN_SS = 1e-12
 
 
 class SeasonState(NamedTuple):
@@ -230,12 +232,15 @@ def soft_threshold(x: ArrayLike, t: ArrayLike) -> Array:
 def season_gain(fit: ArrayLike) -> Array:
     """The share of the profile a series follows: the least-squares slope of increments u on the
     seasonal inputs s given before them, from running means fit = (mean s*u, mean s*s), kept in
-    [0, 1]. A series whose profile only averages noise gets about 0; one that repeats its season, 1.
+    [0, 1] (0 while mean s*s <= GAIN_MIN_SS). A series whose profile only averages noise gets about 0;
+    one that repeats its season, 1.
 
     >>> import native, numpy as np
     >>> [float(season_gain(np.array(f))) for f in ([2.0, 4.0], [-1.0, 4.0], [9.0, 4.0], [0.0, 0.0])]
     [0.5, 0.0, 1.0, 0.0]
     """
     f = jnp.asarray(fit, jnp.float64)
-    ss = jnp.where(f[1] > 0, f[1], 1.0)
-    return jnp.where(f[1] > 0, jnp.clip(f[0] / ss, 0.0, 1.0), 0.0)
+    # s is in volatility units, so a mean square this small means no profile to follow (and keeps the
+    # answer off subnormals, which XLA's CPU code flushes to zero).
+    informative = f[1] > GAIN_MIN_SS
+    return jnp.where(informative, jnp.clip(f[0] / jnp.where(informative, f[1], 1.0), 0.0, 1.0), 0.0)

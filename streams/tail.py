@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 
 from models.config import StreamsConfig
 from streams.kafka import make_consumer
@@ -63,5 +65,21 @@ def tail(url: str, topic: str, n: int, follow: bool, streams: StreamsConfig | No
             for records in consumer.poll(timeout_ms=500).values():
                 for r in records:
                     yield Record(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value)
+    finally:
+        consumer.close()
+
+
+def follow(url: str, streams: StreamsConfig, topics: Iterable[str],
+           on_record: Callable[[str, ConsumerRecord], None], stop: threading.Event) -> None:
+    """Call `on_record(topic, record)` for every record of `topics`, from their beginning, until `stop`
+    is set (group-less, so no group join; for monitors that run in a thread)."""
+    consumer = make_consumer(url, streams, group_id=None)
+    try:
+        consumer.assign([tp for t in topics for tp in partitions_of(consumer, t)])
+        consumer.seek_to_beginning()
+        while not stop.is_set():
+            for tp, records in consumer.poll(timeout_ms=100).items():
+                for rec in records:
+                    on_record(tp.topic, rec)
     finally:
         consumer.close()
