@@ -29,7 +29,7 @@ from streams import codecs
 from streams.app import event_scope
 from streams.codecs import ObservationIn, Refusal
 from streams.output import OutputProducer
-from streams.take import BatchSizer, adaptive_take_events, batch_sizer
+from streams.take import adaptive_take_events, batch_sizer
 from streams.topics import DEADLETTER, EVENTS, PREDICTIONS
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,6 @@ class PredictProcessor:
         self.output = output
         self.counters = PredictCounters()
         self.warm_up_s: float | None = None
-        self.sizer: BatchSizer | None = None  # the agent's, for status and metrics
 
     def warm_up(self) -> dict[int, float]:
         """Compile every batch bucket; returns seconds per bucket (their sum is kept in `warm_up_s`)."""
@@ -230,7 +229,6 @@ class PredictProcessor:
 def register_predict_agent(app: faust.App, processor: PredictProcessor, source: TopicT) -> None:
     """Attach the micro-batching predict agent to `app`."""
     sizer = batch_sizer(processor.config.streams)
-    processor.sizer = sizer
 
     @app.agent(source, name="usp.predict")
     async def predict(stream: faust.StreamT) -> None:

@@ -5,9 +5,10 @@ batch is cut into rounds (round r holds the r-th tick of every series that has o
 padded up to one of a few bucket sizes: JAX compiles once per shape, so a handful of buckets compiled
 at start-up cover every batch, and no compile ever lands on a message's latency.
 
-Between rounds, states live on the host as NumPy leaves. A round stacks them column by column (one
-`np.array` per leaf), makes one compiled call, fetches the output once per leaf, and splits it back per
-series with one pass over the leaves: the per-series work is one `tree_unflatten`.
+Between rounds, states live on the host as encoded rows of one uint8 matrix (`models.state.state_rows`).
+A round takes its series' rows, turns them into a stacked batch column by column (one NumPy view per
+state leaf, not per series), makes one compiled call, fetches the output once per leaf and writes it
+back into the rows: no per-series pytree anywhere on the way.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ import jax
 import numpy as np
 
 from models.config import PredictorConfig
-from models.state import SeriesState, batch_to_rows, fresh_rows, init_state, rows_to_batch
+from models.state import (
+    SeriesState,
+    batch_to_rows,
+    fresh_rows,
+    rows_to_batch,
+    state_from_bytes,
+    state_rows,
+    state_to_bytes,
+)
 from models.step import Observation, orchestrate_step_batch
 
 BUCKETS: tuple[int, ...] = (1, 4, 16, 64, 256, 1024)
@@ -37,24 +46,6 @@ def bucket_for(n: int) -> int:
     return BUCKETS[bisect.bisect_left(BUCKETS, n)]
 
 
-def _stack(states: Sequence[SeriesState], size: int, config: PredictorConfig) -> SeriesState:
-    """Stack `states` on a new leading axis, padded with fresh states up to `size` rows."""
-    template = init_state(config)
-    treedef = jax.tree_util.tree_structure(template)
-    rows = [jax.tree_util.tree_leaves(s) for s in states]
-    rows.extend([jax.tree_util.tree_leaves(template)] * (size - len(states)))
-    # np.array on a column of equal-shape leaves stacks it, about 8x faster than np.stack here
-    stacked: SeriesState = jax.tree_util.tree_unflatten(treedef, [np.array(col) for col in zip(*rows, strict=True)])
-    return stacked
-
-
-def _split(batch: SeriesState, n: int) -> list[SeriesState]:
-    """The first n rows of a stacked (host) batch, one SeriesState per row; leaves are views of it."""
-    leaves, treedef = jax.tree_util.tree_flatten(batch)
-    columns = [list(np.asarray(leaf)[:n]) for leaf in leaves]  # one pass per leaf, not per leaf and row
-    return [jax.tree_util.tree_unflatten(treedef, row) for row in zip(*columns, strict=True)]
-
-
 def warm_up(config: PredictorConfig) -> dict[int, float]:
     """Compile every bucket now, at worker start, rather than on the first message of each size.
 
@@ -64,7 +55,7 @@ def warm_up(config: PredictorConfig) -> dict[int, float]:
     for size in BUCKETS:
         start = time.perf_counter()
         obs = Observation(np.zeros(size, np.int64), np.zeros(size, np.float64))
-        jax.block_until_ready(orchestrate_step_batch(_stack([], size, config), obs, config))
+        jax.block_until_ready(orchestrate_step_batch(rows_to_batch(fresh_rows(size, config), config), obs, config))
         seconds[size] = time.perf_counter() - start
     return seconds
 
@@ -104,32 +95,17 @@ def _outcomes(columns: Sequence[Any], n: int) -> list[TickOutcome]:
 
 def run_round(states: Sequence[SeriesState], ts_ns: Sequence[int], values: Sequence[float],
               config: PredictorConfig) -> tuple[list[SeriesState], list[TickOutcome]]:
-    """Apply one tick to each of len(states) distinct series, padded into bucket-sized calls.
+    """Apply one tick to each of len(states) distinct series (`run_round_rows` on their encodings).
 
     Returns every series' state after its tick (accepted or not: a refusal still moves the ingest
     counters) and the tick's outcome, in input order.
     """
-    new_states: list[SeriesState] = []
-    outcomes: list[TickOutcome] = []
-    top = BUCKETS[-1]
-    for start in range(0, len(states), top):
-        chunk = states[start:start + top]
-        n = len(chunk)
-        size = bucket_for(n)
-        ts = np.zeros(size, np.int64)
-        vals = np.zeros(size, np.float64)
-        ts[:n] = ts_ns[start:start + n]
-        vals[:n] = values[start:start + n]
-        batch, result = orchestrate_step_batch(_stack(chunk, size, config), Observation(ts, vals), config)
-        # Fetch what is needed (the diagnostics the worker does not publish stay behind). On CPU,
-        # np.asarray per leaf costs half of jax.device_get's per-leaf async-copy bookkeeping.
-        batch, columns = jax.tree_util.tree_map(np.asarray, (batch, [getattr(result, name) for name in _COLUMNS]))
-        new_states.extend(_split(batch, n))
-        outcomes.extend(_outcomes(columns, n))
-    return new_states, outcomes
+    rows, _ = state_rows([state_to_bytes(s) for s in states], config)
+    outcomes = run_round_rows(rows, range(len(states)), ts_ns, values, config)
+    return [state_from_bytes(row.tobytes(), config) for row in rows], outcomes
 
 
-def run_round_rows(rows: np.ndarray, active: Sequence[int], ts_ns: Sequence[int], values: Sequence[float],
+def run_round_rows(rows: np.ndarray, active: Sequence[int] | range, ts_ns: Sequence[int], values: Sequence[float],
                    config: PredictorConfig) -> list[TickOutcome]:
     """`run_round` on encoded states: one tick to each series whose row index is in `active` (distinct),
     updating those rows of `rows` (a `models.state.state_rows` matrix) in place; outcomes in input order.

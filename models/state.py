@@ -275,7 +275,8 @@ def state_rows(raws: list[bytes | None], config: PredictorConfig | None = None) 
     header = fresh[:_HEADER.size]
     bad = [i for i, raw in enumerate(raws)
            if raw is not None and (len(raw) != layout.nbytes or raw[:_HEADER.size] != header)]
-    rows = [fresh if raw is None or i in bad else raw for i, raw in enumerate(raws)]
+    unusable = set(bad)
+    rows = [fresh if raw is None or i in unusable else raw for i, raw in enumerate(raws)]
     return np.frombuffer(b"".join(rows), np.uint8).reshape(len(rows), layout.nbytes).copy(), bad
 
 
