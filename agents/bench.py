@@ -195,6 +195,23 @@ class Stack(contextlib.ExitStack):
         return sorted(held) == list(range(self.config.streams.partitions)) and all(
             parts for _, parts in self.seen.ready.values())
 
+    def drain_backlog(self, work: Workload, n: int, noop: bool = False) -> tuple[float, ChildProcess]:
+        """Publish a backlog of n rows of `work`, then start one worker and time its drain: (obs/s, the
+        worker). The clock runs from the worker's `worker_ready` to the broker time of its last output."""
+        self.publish(work.rows(n))
+        worker = self.start_worker(noop=noop)
+        self.wait("worker start (joining group, compiling)", lambda: self.ready_split(1), 300)
+        start_ms = min(ms for ms, _ in self.seen.ready.values())
+        self.wait("drain", lambda: (self.seen.progress if noop else self.seen.outputs) >= n, 600)
+        return n / max((self.seen.last_output_ms - start_ms) / 1000.0, 1e-3), worker
+
+    def live_rate(self, n: int, series: int) -> float:
+        """Obs/s for n rows of new series published as fast as the producer goes to the ready workers."""
+        done = self.seen.outputs
+        first = self.publish(Workload("live", series).rows(n))
+        self.wait("live drain", lambda: self.seen.outputs >= done + n, 600)
+        return n / max(self.seen.last_output_ms / 1000.0 - first, 1e-3)
+
     def publish(self, rows: list[tuple[bytes, bytes, str, int]], rate: float | None = None,
                 track: bool = False) -> float:
         """Send rows (paced to `rate`/s if given); returns the wall time of the first send."""
@@ -219,16 +236,10 @@ def _rss_mb(pid: int) -> float:
     raise BenchError(f"no VmRSS for pid {pid}")
 
 
-def drain_rate(config: USPConfig, config_path: Path | None, n: int, series: int, noop: bool,
-               timeout_s: float) -> float:
+def drain_rate(config: USPConfig, config_path: Path | None, n: int, series: int, noop: bool) -> float:
     """Observations/s for one worker draining a backlog of n published before it starts."""
     with Stack(config, config_path) as stack:
-        stack.publish(Workload("drain", series).rows(n))
-        stack.start_worker(noop=noop)
-        stack.wait("worker start", lambda: stack.ready_split(1), 180)
-        start_ms = min(ms for ms, _ in stack.seen.ready.values())
-        stack.wait("drain", lambda: (stack.seen.progress if noop else stack.seen.outputs) >= n, timeout_s)
-        return n / max((stack.seen.last_output_ms - start_ms) / 1000.0, 1e-3)
+        return stack.drain_backlog(Workload("drain", series), n, noop=noop)[0]
 
 
 @dataclass
@@ -248,14 +259,9 @@ def pipeline_run(config: USPConfig, config_path: Path | None, plan: Plan, consol
     """The real worker: drain a backlog, then a paced run at half that rate, then a live drain of new
     series (the one-worker side of `scale_2w_vs_1w`), then many more new series for its memory."""
     with Stack(config, config_path) as stack:
-        work = Workload("bench", plan.series)
         n = plan.observations
-        stack.publish(work.rows(n))
-        worker = stack.start_worker()
-        stack.wait("worker start (joining group, compiling)", lambda: stack.ready_split(1), 300)
-        start_ms = min(ms for ms, _ in stack.seen.ready.values())
-        stack.wait("pipeline drain", lambda: stack.seen.outputs >= n, 600)
-        rate = n / max((stack.seen.last_output_ms - start_ms) / 1000.0, 1e-3)
+        work = Workload("drain", plan.series)
+        rate, worker = stack.drain_backlog(work, n)
         console.print(f"pipeline drained {n:,} observations: {rate:,.0f} obs/s", highlight=False)
 
         paced = max(int(rate / 2 * plan.latency_s), 10)
@@ -264,17 +270,14 @@ def pipeline_run(config: USPConfig, config_path: Path | None, plan: Plan, consol
         stack.wait("paced run", lambda: stack.seen.outputs >= n + paced, 120)
         lat = np.asarray(stack.seen.latencies_ms)
 
-        # One worker's live rate, measured as `live_rate` measures two (this worker is already ready).
-        done = stack.seen.outputs
-        first = stack.publish(Workload("scale", plan.series).rows(n))
-        stack.wait("live drain with 1 worker", lambda: stack.seen.outputs >= done + n, 600)
-        live_1w = n / max(stack.seen.last_output_ms / 1000.0 - first, 1e-3)
+        live_1w = stack.live_rate(n, plan.series)  # the one-worker side of scale_2w_vs_1w
 
         rss_start = _rss_mb(worker.proc.pid)
         many = Workload("rss", plan.rss_series, rng=np.random.default_rng(1))
         console.print(f"memory: one observation for each of {plan.rss_series:,} new series", highlight=False)
+        done = stack.seen.outputs
         stack.publish(many.rows(plan.rss_series))
-        stack.wait("new series", lambda: stack.seen.outputs >= done + n + plan.rss_series, 900)
+        stack.wait("new series", lambda: stack.seen.outputs >= done + plan.rss_series, 900)
         rss = _rss_mb(worker.proc.pid)
         held = 2 * plan.series + plan.rss_series
         per_series = (rss - rss_start) / plan.rss_series
@@ -286,15 +289,13 @@ def pipeline_run(config: USPConfig, config_path: Path | None, plan: Plan, consol
             live_1w_obs_s=live_1w)
 
 
-def live_rate(config: USPConfig, config_path: Path | None, n: int, series: int, workers: int) -> float:
-    """Observations/s with `workers` workers ready first and n rows published as fast as possible."""
+def two_worker_rate(config: USPConfig, config_path: Path | None, n: int, series: int) -> float:
+    """`Stack.live_rate` with two workers splitting the partitions, both ready first."""
     with Stack(config, config_path) as stack:
-        for _ in range(workers):
-            stack.start_worker()
-        stack.wait(f"{workers} worker(s) sharing the partitions", lambda: stack.ready_split(workers), 300)
-        first = stack.publish(Workload("scale", series).rows(n))
-        stack.wait(f"drain with {workers} worker(s)", lambda: stack.seen.outputs >= n, 600)
-        return n / max(stack.seen.last_output_ms / 1000.0 - first, 1e-3)
+        stack.start_worker()
+        stack.start_worker()
+        stack.wait("2 workers sharing the partitions", lambda: stack.ready_split(2), 300)
+        return stack.live_rate(n, series)
 
 
 def numeric(plan: Plan, config: PredictorConfig, nab: Path, console: Console) -> dict[str, Any]:
@@ -347,11 +348,11 @@ def bench(*, quick: bool, config: USPConfig, config_path: Path | None, nab: Path
     figures: dict[str, Any] = {"mode": "quick" if quick else "full"}
     figures.update(numeric(plan, config.predictor, nab, console))
     n = plan.observations
-    noop = drain_rate(config, config_path, n, plan.series, noop=True, timeout_s=600.0)
+    noop = drain_rate(config, config_path, n, plan.series, noop=True)
     console.print(f"no-op Faust agent drained {n:,} observations: {noop:,.0f} obs/s", highlight=False)
     pipe = pipeline_run(config, config_path, plan, console)
     one = pipe.live_1w_obs_s
-    two = live_rate(config, config_path, n, plan.series, workers=2)
+    two = two_worker_rate(config, config_path, n, plan.series)
     console.print(f"live publish, 1 worker {one:,.0f} obs/s, 2 workers {two:,.0f} obs/s", highlight=False)
     figures.update(
         noop_faust_obs_s=noop, pipeline_obs_s=pipe.pipeline_obs_s, pipeline_vs_noop=pipe.pipeline_obs_s / noop,

@@ -125,6 +125,8 @@ def run_round_rows(rows: np.ndarray, active: Sequence[int] | range, ts_ns: Seque
         ts[:n] = ts_ns[start:start + n]
         vals[:n] = values[start:start + n]
         batch, result = orchestrate_step_batch(rows_to_batch(chunk, config), Observation(ts, vals), config)
+        # Fetch what is needed (the diagnostics the worker does not publish stay behind). On CPU,
+        # np.asarray per leaf costs half of jax.device_get's per-leaf async-copy bookkeeping.
         batch, columns = jax.tree_util.tree_map(np.asarray, (batch, [getattr(result, name) for name in _COLUMNS]))
         rows[idx] = batch_to_rows(batch, n, config)
         outcomes.extend(_outcomes(columns, n))

@@ -32,6 +32,9 @@ class StreamsConfig:
     batch_within_ms, batch_within_max_ms: bounds of how long a micro-batch waits to fill, adapted the
         same way: the minimum bounds the latency added under light load.
     memory_limit_mb: above this resident set (MiB) the worker drops to the smallest batches (0: off).
+    producer_buffer_messages: Faust holds back incoming messages while more records than this wait in
+        its producer's buffer (the table changelog). Faust's 100 is less than one batch's state writes,
+        so every batch stalled the next one's delivery; the default leaves room for a few batches.
     fetch_max_wait_ms: how long a fetch waits for data; tansu answers a waiting fetch only when this
         runs out (quirk C), so it bounds latency. Faust hard-codes 1500 ms; USP overrides it.
     session_timeout_s, heartbeat_s: consumer-group liveness; a group join on tansu takes about half
@@ -47,6 +50,7 @@ class StreamsConfig:
     batch_within_ms: int = 10
     batch_within_max_ms: int = 100
     memory_limit_mb: int = 2048
+    producer_buffer_messages: int = 8000
     fetch_max_wait_ms: int = 20
     session_timeout_s: float = 6.0
     heartbeat_s: float = 2.0
@@ -267,6 +271,7 @@ def _check_ranges(config: USPConfig) -> None:
         (s.batch_within_ms <= s.batch_within_max_ms <= 60_000,
          "streams.batch_within_max_ms must be in [batch_within_ms, 60000]"),
         (s.memory_limit_mb >= 0, "streams.memory_limit_mb must be >= 0 (0 turns the back-off off)"),
+        (s.producer_buffer_messages >= 1, "streams.producer_buffer_messages must be >= 1"),
         (1 <= s.fetch_max_wait_ms <= 10_000, "streams.fetch_max_wait_ms must be in [1, 10000]"),
         (0 < s.heartbeat_s < s.session_timeout_s, "streams.heartbeat_s must be in (0, session_timeout_s)"),
         (s.producer_max_batch_bytes >= 1, "streams.producer_max_batch_bytes must be >= 1"),

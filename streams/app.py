@@ -90,11 +90,9 @@ def create_app(settings: WorkerSettings) -> USPApp:
         value_serializer="raw",
     )
     app.fetch_max_wait_ms = streams.fetch_max_wait_ms
-    # Faust holds back every incoming message while more than 100 records wait in its producer's
-    # buffer (the table changelog): a micro-batch that writes a few hundred series' states then stalls
-    # delivery until most of them are sent one by one. Room for a few batches' writes keeps delivery
-    # going while the changelog drains (measured with `usp bench`'s drain: 690 -> 1,070 obs/s).
-    app.producer.buffer.max_messages = max(100, 4 * streams.max_batch)
+    # Faust holds back every incoming message while more than this many records wait in its producer's
+    # buffer (the table changelog); its default of 100 is below one micro-batch's state writes.
+    app.producer.buffer.max_messages = streams.producer_buffer_messages
     return app
 
 
