@@ -161,9 +161,24 @@ class PredictProcessor:
                 if out.degraded != degraded[sid]:
                     degraded[sid] = out.degraded
                     await self._degraded_change(sid, tick, out)
+        last_of: dict[int, str] = {}  # changelog partition -> the series written to it last
         for sid in changed:
-            with event_scope(groups[sid].events[-1]):
+            event = groups[sid].events[-1]
+            with event_scope(event):
                 self.table[sid.encode()] = rows[row_of[sid]].tobytes()
+            last_of[event.message.partition] = sid
+        if self.config.streams.seal_changelog and last_of:
+            await self._seal({sid: rows[row_of[sid]].tobytes() for sid in last_of.values()}, groups)
+
+    async def _seal(self, last: dict[str, bytes], groups: dict[str, _SeriesBatch]) -> None:
+        """Once the batch's state writes are acknowledged, write each partition's last one again: it
+        opens a batch of its own, so the partition ends in a one-record batch and tansu's end offset
+        (its last batch's first offset + 1, quirk B) is the true end, which changelog recovery needs.
+        Rewriting a state it already holds changes nothing in the table."""
+        await self.table.app.producer.flush()
+        for sid, data in last.items():
+            with event_scope(groups[sid].events[-1]):
+                self.table[sid.encode()] = data
 
     def _decode(self, row: np.ndarray) -> SeriesState:
         return state_from_bytes(row.tobytes(), self.predictor)

@@ -39,9 +39,13 @@ class StreamsConfig:
         runs out (quirk C), so it bounds latency. Faust hard-codes 1500 ms; USP overrides it.
     session_timeout_s, heartbeat_s: consumer-group liveness; a group join on tansu takes about half
         the session timeout (quirk A), so 6 s / 2 s gives a 3 s join.
-    producer_max_batch_bytes: aiokafka producer batch size. 1 sends each record as its own batch, which
-        makes tansu's end offsets exact (quirk B) so changelog recovery restores every state; on a
-        real Kafka cluster raise it (e.g. 16384) for throughput.
+    producer_max_batch_bytes: aiokafka batch size of the changelog producer. aiokafka holds one open
+        batch per partition and waits for it to be sent before it opens the next, so a small batch
+        costs a broker round trip per few records: room for a whole micro-batch's states per partition.
+    seal_changelog: end each micro-batch's state writes with a one-record batch per partition written
+        (the last state again, after the others are acknowledged). tansu reports a partition's end as
+        its last batch's first offset + 1 (quirk B), so recovery stops there: a one-record last batch
+        makes that the true end and recovery exact. Off on a real Kafka cluster, which needs no seal.
     """
 
     partitions: int = 8
@@ -54,7 +58,8 @@ class StreamsConfig:
     fetch_max_wait_ms: int = 20
     session_timeout_s: float = 6.0
     heartbeat_s: float = 2.0
-    producer_max_batch_bytes: int = 1
+    producer_max_batch_bytes: int = 524_288
+    seal_changelog: bool = True
 
 
 @dataclass(frozen=True)
@@ -274,7 +279,7 @@ def _check_ranges(config: USPConfig) -> None:
         (s.producer_buffer_messages >= 1, "streams.producer_buffer_messages must be >= 1"),
         (1 <= s.fetch_max_wait_ms <= 10_000, "streams.fetch_max_wait_ms must be in [1, 10000]"),
         (0 < s.heartbeat_s < s.session_timeout_s, "streams.heartbeat_s must be in (0, session_timeout_s)"),
-        (s.producer_max_batch_bytes >= 1, "streams.producer_max_batch_bytes must be >= 1"),
+        (1 <= s.producer_max_batch_bytes <= 1_048_576, "streams.producer_max_batch_bytes must be in [1, 1048576]"),
         (0 < o.interval_level < 1, "orchestration.interval_level must be in (0, 1)"),
         (0 <= o.warmup_steps <= 1_000_000, "orchestration.warmup_steps must be in [0, 1000000]"),
         (o.window in (16, 32, 64), "orchestration.window must be 16, 32 or 64"),

@@ -37,7 +37,9 @@ class IngestState(NamedTuple):
     """degraded: 1 while the series is in degraded mode; clean_run: accepted ticks in a row (for
     hysteresis); frozen_run: identical values in a row; outlier_run: outliers refused in a row;
     outlier_ts: when the current run of outliers began (a level shift is learnt as starting there);
-    seen_ts: the last tick's ts, refused or not (stale ones aside): the stream's own sampling step."""
+    seen_ts: the last tick's ts, refused or not (stale ones aside): the stream's own sampling step;
+    flat_max: the longest run of identical values the series has come out of by itself (no longer
+    than its season), a flat spell it is known to have."""
 
     degraded: Leaf
     clean_run: Leaf
@@ -45,6 +47,7 @@ class IngestState(NamedTuple):
     outlier_run: Leaf
     outlier_ts: Leaf
     seen_ts: Leaf
+    flat_max: Leaf
 
 
 class SeriesState(NamedTuple):
@@ -119,7 +122,7 @@ def _template(config: PredictorConfig) -> SeriesState:
         vol_short=f,
         vol_long=f,
         ingest=IngestState(degraded=i, clean_run=i, frozen_run=i, outlier_run=i, outlier_ts=i,
-                            seen_ts=jnp.int64(-1)),
+                            seen_ts=jnp.int64(-1), flat_max=i),
         krr=KRRState(alpha=jnp.zeros(o.window - 1 - k.krr_lags)),
         mlp=mlp_init(jax.random.PRNGKey(o.seed), n_in, k.density_hidden),
         jd=JumpDiffusionState(theta=f, sxy=f, sxx=f, diff_var=jnp.float64(1.0), jump_rate=f, jump_mean=f,

@@ -65,6 +65,9 @@ Z_CLIP = 50.0
 #: After its first season, the seasonal profile learns an increment's deviation from what it expected
 #: clipped to this many volatility units (robust Holt-Winters): an anomalous day is not learnt as normal.
 SEASON_BOUND = 3.0
+#: A flat spell is frozen once it runs this many times longer than the longest one the series has come
+#: out of by itself: spells of a regular shape repeat at about their length, a stuck sensor does not stop.
+FLAT_REPEAT_MARGIN = 1.5
 
 
 class Observation(NamedTuple):
@@ -107,9 +110,10 @@ class StepResult(NamedTuple):
     sinkhorn_error: Array
 
 
-def _ingest(state: SeriesState, ts: Array, x: Array, config: PredictorConfig) -> tuple[Array, Array, Array]:
-    """(reason code, frozen_run, outlier_run) for x against the state's history; outlier_run > 0 with
-    reason ok is a level shift accepted after `outlier_patience` ticks."""
+def _ingest(state: SeriesState, ts: Array, x: Array,
+            config: PredictorConfig) -> tuple[Array, Array, Array, Array]:
+    """(reason code, frozen_run, outlier_run, flat_max) for x against the state's history; outlier_run > 0
+    with reason ok is a level shift accepted after `outlier_patience` ticks."""
     o = config.orchestration
     first = state.n_obs == 0
     stale = jnp.logical_and(~first, ts <= state.last_ts)
@@ -117,9 +121,14 @@ def _ingest(state: SeriesState, ts: Array, x: Array, config: PredictorConfig) ->
     same = jnp.logical_and(~first, x == state.last_value)
     frozen_run = jnp.where(same, state.ingest.frozen_run + 1, 0)
     # A flat run shorter than part of the series' season can be the season's own shape (a quiet night of
-    # a daily pattern, half a square wave): a value is frozen once stuck for longer than both.
-    allowance = jnp.floor(o.frozen_season_fraction * season_rows(state.season)).astype(frozen_run.dtype)
-    frozen = jnp.logical_and(o.frozen_steps > 0, frozen_run >= jnp.maximum(o.frozen_steps, allowance))
+    # a daily pattern, half a square wave): a value is frozen once stuck for longer than both. So can a
+    # flat spell as long as one the series has already come out of by itself (a square wave low for
+    # 180 of its 288 rows): it is frozen only FLAT_REPEAT_MARGIN times past that spell's length.
+    rows = season_rows(state.season)
+    allowance = jnp.floor(o.frozen_season_fraction * rows).astype(frozen_run.dtype)
+    known = jnp.minimum(jnp.ceil(FLAT_REPEAT_MARGIN * state.ingest.flat_max), rows).astype(frozen_run.dtype)
+    frozen = jnp.logical_and(o.frozen_steps > 0,
+                             frozen_run >= jnp.maximum(o.frozen_steps, jnp.maximum(allowance, known)))
     sigma = (state.upper - state.prediction) / config.orchestration.interval_z
     candidate = (o.outlier_z > 0) & (state.n_obs > o.warmup_steps) & (sigma > 0) & \
         (jnp.abs(x - state.prediction) > o.outlier_z * sigma)
@@ -127,7 +136,11 @@ def _ingest(state: SeriesState, ts: Array, x: Array, config: PredictorConfig) ->
     outlier = jnp.logical_and(candidate, outlier_run < o.outlier_patience)
     reason = jnp.select([stale, out_of_range, frozen, outlier],
                         [REASON_STALE, REASON_RANGE, REASON_FROZEN, REASON_OUTLIER], REASON_OK)
-    return reason, frozen_run, outlier_run
+    # A spell that ends by itself, no longer than a season, becomes a shape the series is known to have
+    # (a spell as long as the whole season is no shape of it, so a long outage is never learnt).
+    ended = (~first) & (~same) & (state.ingest.frozen_run < rows)
+    flat_max = jnp.where(ended, jnp.maximum(state.ingest.flat_max, state.ingest.frozen_run), state.ingest.flat_max)
+    return reason, frozen_run, outlier_run, flat_max
 
 
 def _advance(state: SeriesState, obs: Observation, x: Array, learn_at: Array,
@@ -330,7 +343,7 @@ def orchestrate_step(state: SeriesState, obs: Observation,
     # input once makes every derived number agree (found by hypothesis: value 2.2e-313).
     x = jnp.asarray(obs.value, jnp.float64)
     x = jnp.where(jnp.abs(x) < jnp.finfo(jnp.float64).tiny, 0.0, x)
-    reason, frozen_run, outlier_run = _ingest(state, obs.ts, x, config)
+    reason, frozen_run, outlier_run, flat_max = _ingest(state, obs.ts, x, config)
     safe_x = jnp.where(reason == REASON_RANGE, state.last_value, x)  # keep inf/huge out of the arithmetic
     # A level shift accepted after `outlier_patience` refused ticks began with the first of them: its move
     # is learnt at that phase, so a step that recurs daily is expected there next time instead of being
@@ -360,7 +373,8 @@ def orchestrate_step(state: SeriesState, obs: Observation,
                          # The latest tick seen (a replayed older one must not move it back); the
                          # initial -1 is no tick at all (timestamps before 1970 are negative).
                          seen_ts=jnp.where((state.n_obs == 0) & (state.rejected == 0), obs.ts,
-                                           jnp.maximum(state.ingest.seen_ts, obs.ts)))
+                                           jnp.maximum(state.ingest.seen_ts, obs.ts)),
+                         flat_max=flat_max)
     # A refused outlier is still evidence of an episode: it is scored, and the anomaly envelope
     # remembers it (when finite), so a run of refused outliers scores once, not once per row. It is also
     # an observation the published interval missed, so the conformal width multiplier counts the miss:

@@ -116,7 +116,7 @@ def start_worker(broker: EmbeddedBroker, collector: Collector, config_file: Path
                               name)
         workers.append(worker)
         started = time.monotonic()
-        # A cold start compiles six batch buckets of the step (about 30 s on a 2-core machine); a start
+        # A cold start compiles eight batch buckets of the step (about 40 s on a 2-core machine); a start
         # with JAX's persistent cache warm takes a few seconds.
         collector.wait_for(lambda: collector.ready_events() > before, WORKER_READY_S, f"{name} to be ready",
                            worker)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -15,10 +16,13 @@ import pytest
 from kafka import KafkaProducer
 
 from agents.supervise import ChildProcess
-from models.config import load_config
+from models.config import StreamsConfig, load_config
 from models.state import init_state
 from models.step import MODE_NAMES, REASON_NAMES, Observation, orchestrate_step
 from streams import codecs
+from streams.app import STATE_TABLE
+from streams.kafka import make_consumer
+from streams.tail import partitions_of
 from streams.topics import DEADLETTER, EVENTS, PREDICTIONS
 
 from .conftest import Collector, send
@@ -207,19 +211,54 @@ def test_bad_input_goes_to_deadletter_and_the_worker_keeps_going(start_worker, p
 
 def test_restarted_worker_continues_each_series_state(start_worker, producer, collector,
                                                       config_file) -> None:
-    series = make_series(n_series=4, n_ticks=40, seed=2)
+    # 24 series over 8 partitions: a micro-batch writes several states to one changelog partition in
+    # one producer batch, and only the seal (streams.seal_changelog) lets recovery read past its first
+    # record on tansu (quirk B).
+    series = make_series(n_series=24, n_ticks=40, seed=2)
     first = start_worker("w1")
     publish(producer, series, 0, 20)
-    collector.wait_for(lambda: len(collector.records[PREDICTIONS]) >= 80, 60, "first half", first)
+    collector.wait_for(lambda: len(collector.records[PREDICTIONS]) >= 24 * 20, 60, "first half", first)
     assert first.stop() == 0
     # a new data directory: the state must come back from the changelog topic, not local files
     second = start_worker("w2")
     publish(producer, series, 20, 40)
-    collector.wait_for(lambda: len(collector.records[PREDICTIONS]) >= 160, 60, "second half", second)
+    collector.wait_for(lambda: len(collector.records[PREDICTIONS]) >= 24 * 40, 60, "second half", second)
     # offsets not yet committed when w1 stopped are replayed; the stale check refuses them, and a
     # replay changes no state: no degraded mode, no event (check_against_reference checks both)
     assert {d["reason"] for d in collector.records[DEADLETTER]} <= {"stale"}
     check_against_reference(collector, series, config_file)
+
+
+def test_changelog_reports_its_true_end_after_batched_state_writes(start_worker, producer, collector,
+                                                                     broker) -> None:
+    """tansu reports a partition's end as its last batch's first offset + 1 (quirk B), and Faust's
+    recovery reads a changelog up to that reported end. The worker batches a micro-batch's state writes
+    per partition, then seals each partition with a one-record batch: after it stops, every changelog
+    partition's reported end (ListOffsets) is the offset after its last record (the fetch's high
+    watermark, which tansu gets right). With `streams.seal_changelog = false` this fails."""
+    series = make_series(n_series=24, n_ticks=12, seed=5)
+    worker = start_worker("w")
+    publish(producer, series, 0, 12)
+    collector.wait_for(lambda: len(collector.records[PREDICTIONS]) >= 24 * 12, 60, "every prediction", worker)
+    assert worker.stop() == 0
+    consumer = make_consumer(broker.url, StreamsConfig(), group_id=None)
+    try:
+        tps = partitions_of(consumer, f"usp-{STATE_TABLE}-changelog")
+        consumer.assign(tps)
+        consumer.seek_to_beginning()
+        reported = consumer.end_offsets(tps)
+        read: Counter[int] = Counter()
+        deadline = time.monotonic() + 30
+        while any(consumer.highwater(tp) is None or consumer.position(tp) < consumer.highwater(tp) for tp in tps):
+            assert time.monotonic() < deadline, "could not read the changelog to its end"
+            for tp, recs in consumer.poll(timeout_ms=200).items():
+                read[tp.partition] += len(recs)
+        true_end = {tp.partition: consumer.highwater(tp) for tp in tps}
+    finally:
+        consumer.close()
+    assert sum(read.values()) >= 24  # every series' state was written
+    assert {tp.partition: reported[tp] for tp in tps} == true_end
+    assert dict(read) == {p: n for p, n in true_end.items() if n}  # nothing before the end is missing
 
 
 def test_frozen_signal_and_level_shift_raise_deadletters_and_events(start_worker, producer, collector,

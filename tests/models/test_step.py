@@ -508,16 +508,51 @@ def test_with_patience_one_a_shift_is_learnt_at_its_own_tick() -> None:
 def test_a_flat_night_is_not_frozen_but_a_stuck_value_is() -> None:
     """Five-minute rows (a daily season of 288): a run of 120 identical values is allowed (shorter than
     frozen_season_fraction = half a day), while the same value for 200 rows is refused from its
-    145th on; with frozen_season_fraction = 0 the plain frozen_steps = 100 applies."""
+    145th on (the night's 119 repeats, times FLAT_REPEAT_MARGIN, stay below 144); with
+    frozen_season_fraction = 0 the plain frozen_steps = 100 applies."""
     rng = np.random.default_rng(4)
-    values = [*np.cumsum(rng.standard_normal(50)), *[7.0] * 120, *np.cumsum(rng.standard_normal(30)), *[3.0] * 200]
+    values = [*np.cumsum(rng.standard_normal(50)), *[7.0] * 60, *np.cumsum(rng.standard_normal(30)), *[3.0] * 200]
     reasons = {}
     for name, fraction in (("season", ORCH.frozen_season_fraction), ("plain", 0.0)):
         _, results = replay(values, PredictorConfig(orchestration=OrchestrationConfig(frozen_season_fraction=fraction)))
         reasons[name] = [REASON_NAMES[int(r.reason)] for r in results]
-    assert "frozen" not in reasons["season"][50:170]
-    assert reasons["season"][200 + 143] == "ok" and reasons["season"][200 + 144:] == ["frozen"] * (200 - 144)
-    assert reasons["plain"].index("frozen") == 50 + 100  # the night's 101st identical value
+    assert "frozen" not in reasons["season"][50:140]
+    assert reasons["season"][140 + 143] == "ok" and reasons["season"][140 + 144:] == ["frozen"] * (200 - 144)
+    night = [*np.cumsum(rng.standard_normal(50)), *[7.0] * 120]
+    _, results = replay(night, PredictorConfig(orchestration=OrchestrationConfig(frozen_season_fraction=0.0)))
+    assert [REASON_NAMES[int(r.reason)] for r in results].index("frozen") == 50 + 100  # the 101st repeat
+
+
+def square_wave(days: int) -> list[float]:
+    """Five-minute rows, exactly 20 for 180 rows then 80 for 108, every day (NAB's perfect square wave)."""
+    return [20.0 if i % 288 < 180 else 80.0 for i in range(288 * days)]
+
+
+def test_a_flat_spell_the_series_came_out_of_is_not_frozen_again() -> None:
+    """The square wave's low spell (180 rows) outlasts the seasonal allowance (144), so the first one is
+    refused from its 145th row. It then ends by itself, so it is a shape of the series: later spells of
+    that length are accepted. A value stuck for a whole day afterwards is refused from its 269th
+    repeat (1.5 x 179 rounded up): a stuck sensor still is."""
+    values = [*square_wave(4), *[20.0] * 288]
+    state, results = replay(values)
+    reasons = [REASON_NAMES[int(r.reason)] for r in results]
+    first_low = reasons[:180]
+    assert first_low[144] == "frozen" and "frozen" not in first_low[:144]
+    assert "frozen" not in reasons[288:288 * 4]
+    stuck = reasons[288 * 4:]  # continues the last day's 80 -> 20 at its row 0, so repeats count from 1
+    assert stuck.index("frozen") == 269 and set(stuck[269:]) == {"frozen"}
+    assert int(state.ingest.flat_max) == 179
+
+
+def test_a_spell_as_long_as_the_season_is_never_learnt() -> None:
+    """An outage of a whole day (288 rows and more) that ends is no shape of the series: a later flat
+    spell is still refused at the seasonal allowance (its 145th row)."""
+    rng = np.random.default_rng(5)
+    values = [*np.cumsum(rng.standard_normal(50)), *[4.0] * 400, *np.cumsum(rng.standard_normal(50)), *[9.0] * 200]
+    state, results = replay(values)
+    reasons = [REASON_NAMES[int(r.reason)] for r in results]
+    assert reasons[500 + 144] == "frozen" and "frozen" not in reasons[500:500 + 144]
+    assert int(state.ingest.flat_max) < 288
 
 
 def test_a_seasonal_series_of_huge_scale_stays_sound() -> None:
