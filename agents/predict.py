@@ -18,7 +18,7 @@ from typing import Any
 
 import faust
 import numpy as np
-from faust.types import EventT, TopicT
+from faust.types import TP, EventT, TopicT
 
 from agents.ready import announce_ready
 from models.batching import TickOutcome, run_round_rows, warm_up
@@ -161,24 +161,36 @@ class PredictProcessor:
                 if out.degraded != degraded[sid]:
                     degraded[sid] = out.degraded
                     await self._degraded_change(sid, tick, out)
-        last_of: dict[int, str] = {}  # changelog partition -> the series written to it last
-        for sid in changed:
-            event = groups[sid].events[-1]
-            with event_scope(event):
-                self.table[sid.encode()] = rows[row_of[sid]].tobytes()
-            last_of[event.message.partition] = sid
-        if self.config.streams.seal_changelog and last_of:
-            await self._seal({sid: rows[row_of[sid]].tobytes() for sid in last_of.values()}, groups)
+        await self._write_states({sid: (groups[sid].events[-1], rows[row_of[sid]].tobytes()) for sid in changed})
 
-    async def _seal(self, last: dict[str, bytes], groups: dict[str, _SeriesBatch]) -> None:
-        """Once the batch's state writes are acknowledged, write each partition's last one again: it
-        opens a batch of its own, so the partition ends in a one-record batch and tansu's end offset
-        (its last batch's first offset + 1, quirk B) is the true end, which changelog recovery needs.
-        Rewriting a state it already holds changes nothing in the table."""
-        await self.table.app.producer.flush()
-        for sid, data in last.items():
-            with event_scope(groups[sid].events[-1]):
-                self.table[sid.encode()] = data
+    async def _write_states(self, states: dict[str, tuple[EventT, bytes]]) -> None:
+        """One write per changed series: to the table's local store, under one of the series' events (so
+        it is filed under its source partition), and to the changelog through the worker's batching
+        producer rather than Faust's per-record path. With `seal_changelog`, once the batch is
+        acknowledged each partition written gets its last state again, alone in a batch: tansu reports
+        a partition's end as its last batch's first offset + 1 (quirk B) and Faust's recovery reads up
+        to that, so the one-record batch makes recovery read every state. The store then records the
+        changelog offset it holds, as Faust's own changelog callback does, so a restart on the same
+        data directory reads only what it lacks."""
+        if not states:
+            return
+        topic = self.table.changelog_topic.get_topic_name()
+        last: dict[int, tuple[bytes, bytes]] = {}
+        for sid, (event, data) in states.items():
+            key = sid.encode()
+            with event_scope(event):
+                self.table.data[key] = data  # the store alone: no Faust changelog record
+            partition = event.message.partition
+            await self.output.send_to(topic, partition, key, data)
+            last[partition] = (key, data)
+        if self.config.streams.seal_changelog:
+            await self.output.flush()
+            for partition, (key, data) in last.items():
+                await self.output.send_to(topic, partition, key, data)
+        await self.output.flush()
+        for (name, partition), offset in self.output.last_offsets.items():
+            if name == topic:
+                self.table.data.set_persisted_offset(TP(topic, partition), offset)
 
     def _decode(self, row: np.ndarray) -> SeriesState:
         return state_from_bytes(row.tobytes(), self.predictor)

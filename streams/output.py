@@ -1,14 +1,13 @@
-"""A dedicated producer for USP's output topics (predictions, events, deadletter).
+"""The worker's producer for everything it writes: outputs (predictions, events, deadletter) and the
+state table's changelog.
 
-Faust's own producer also carries the table changelog, which must send every record as its own
-batch on the embedded broker (KAFKA-NOTES.md quirk B: otherwise recovery stops short). Sending
-predictions through that producer capped a worker at ~600 obs/s; a separate aiokafka producer with
-normal batching restores throughput (about 3x measured with `usp run`) while the changelog stays exact.
-
-Records are appended to one open batch per topic partition (aiokafka's `create_batch`), routed by the
-same murmur2 hash of the key as aiokafka's default partitioner, and `flush` submits the batches. A
-micro-batch's thousands of predictions so cost a few batch submissions instead of one `send` each
-(a future, a partitioner call and an accumulator wait per record).
+Records are appended to one open batch per topic partition (aiokafka's `create_batch`) and `flush`
+submits the batches. Outputs are routed by the same murmur2 hash of the key as aiokafka's (and the Java
+client's) default partitioner; changelog records go to the partition given (their source partition).
+A micro-batch's thousands of records so cost a few batch submissions instead of one `send` each (a
+future, a partitioner call and an accumulator wait per record). Faust's own producer sent the changelog
+one `FutureMessage` at a time through its buffer: about 0.4 ms per state on the 2-core machine, most of
+a micro-batch's time (measured by timing the batch's stages in the worker).
 
 Delivery is at least once: the caller awaits every delivery future of a micro-batch before Faust may
 commit the batch's input offsets, so a crash can repeat outputs but never lose them.
@@ -25,9 +24,6 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from models.config import StreamsConfig
 from streams.kafka import bootstrap_servers
 
-#: Size of one output batch (a partition's share of a micro-batch's predictions fits in a few).
-OUTPUT_BATCH_BYTES = 262_144
-
 
 class OutputProducer:
     """Owns one aiokafka producer; `start` is idempotent and must run inside the worker's loop."""
@@ -36,17 +32,19 @@ class OutputProducer:
         self.url = url
         self.streams = streams
         self._producer: aiokafka.AIOKafkaProducer | None = None
-        self._pending: list[asyncio.Future[object]] = []
+        self._pending: list[tuple[tuple[str, int], int, asyncio.Future[object]]] = []
         self._open: dict[tuple[str, int], BatchBuilder] = {}
         self._partitions: dict[str, list[int]] = {}
         self._partitioner = DefaultPartitioner()
         self.queued = 0  # records submitted since the last flush
+        #: (topic, partition) -> offset of the last record the latest `flush` delivered there
+        self.last_offsets: dict[tuple[str, int], int] = {}
 
     async def start(self) -> None:
         if self._producer is None:
             producer = aiokafka.AIOKafkaProducer(
                 bootstrap_servers=bootstrap_servers(self.url), client_id="usp-output", acks=1,
-                linger_ms=0, enable_idempotence=False, max_batch_size=OUTPUT_BATCH_BYTES,
+                linger_ms=0, enable_idempotence=False, max_batch_size=self.streams.producer_max_batch_bytes,
             )
             await producer.start()
             self._producer = producer
@@ -59,15 +57,25 @@ class OutputProducer:
             await producer.stop()
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        """Queue one record in its partition's open batch; `flush` submits it and awaits delivery."""
-        if self._producer is None:
-            await self.start()
-        producer = self._producer
-        assert producer is not None
+        """Queue one record in the partition its key hashes to; `flush` submits it and awaits delivery."""
+        producer = await self._started()
         partitions = self._partitions.get(topic)
         if partitions is None:
             partitions = self._partitions[topic] = sorted(await producer.partitions_for(topic))
-        tp = (topic, self._partitioner(key, partitions, partitions))
+        await self._append(producer, (topic, self._partitioner(key, partitions, partitions)), key, value)
+
+    async def send_to(self, topic: str, partition: int, key: bytes | None, value: bytes) -> None:
+        """Queue one record for a given partition (a changelog record goes to its source partition)."""
+        await self._append(await self._started(), (topic, partition), key, value)
+
+    async def _started(self) -> aiokafka.AIOKafkaProducer:
+        if self._producer is None:
+            await self.start()
+        assert self._producer is not None
+        return self._producer
+
+    async def _append(self, producer: aiokafka.AIOKafkaProducer, tp: tuple[str, int], key: bytes | None,
+                      value: bytes) -> None:
         batch = self._open.get(tp)
         if batch is None:
             batch = self._open[tp] = producer.create_batch()
@@ -78,18 +86,24 @@ class OutputProducer:
 
     async def _submit(self, producer: aiokafka.AIOKafkaProducer, tp: tuple[str, int], batch: BatchBuilder) -> None:
         del self._open[tp]
-        self._pending.append(await producer.send_batch(batch, tp[0], partition=tp[1]))
-        self.queued += batch.record_count()
+        count = batch.record_count()
+        self._pending.append((tp, count, await producer.send_batch(batch, tp[0], partition=tp[1])))
+        self.queued += count
 
     async def flush(self, producer: aiokafka.AIOKafkaProducer | None = None) -> int:
         """Submit the open batches and wait until every queued record is acknowledged; returns how many
-        records were."""
+        records were, and leaves where each partition's last one landed in `last_offsets`."""
         producer = producer or self._producer
         if producer is not None:
             for tp, batch in list(self._open.items()):
                 await self._submit(producer, tp, batch)
         pending, self._pending = self._pending, []
+        self.last_offsets = {}
         if pending:
-            await asyncio.gather(*pending)
+            metadata = await asyncio.gather(*(future for _, _, future in pending))
+            for (tp, count, _), meta in zip(pending, metadata, strict=True):
+                offset = getattr(meta, "offset", None)  # the batch's base offset (None: acks=0)
+                if offset is not None:
+                    self.last_offsets[tp] = max(self.last_offsets.get(tp, -1), offset + count - 1)
         done, self.queued = self.queued, 0
         return done

@@ -12,7 +12,7 @@ from kafka.partitioner.default import murmur2
 from models.config import StreamsConfig
 from streams.broker import EmbeddedBroker
 from streams.kafka import ensure_topics, make_consumer
-from streams.output import OUTPUT_BATCH_BYTES, OutputProducer
+from streams.output import OutputProducer
 from streams.tail import partitions_of
 from streams.topics import EVENTS, PREDICTIONS
 
@@ -70,7 +70,7 @@ def test_records_land_where_a_keyed_send_puts_them_in_order_and_all_acknowledged
 
 
 def test_stop_delivers_what_was_queued_and_an_oversized_record_goes_alone(broker: EmbeddedBroker) -> None:
-    big = b"y" * (2 * OUTPUT_BATCH_BYTES)
+    big = b"y" * (2 * StreamsConfig().producer_max_batch_bytes)
 
     async def go() -> None:
         out = OutputProducer(broker.url, StreamsConfig())
