@@ -72,7 +72,7 @@ class Plan:
     backtest_repeats: int
 
 
-QUICK = Plan(observations=4_000, series=300, latency_s=5.0, rss_series=4_000, step_ticks=20, step_repeats=2,
+QUICK = Plan(observations=10_000, series=300, latency_s=5.0, rss_series=4_000, step_ticks=20, step_repeats=2,
              backtest_repeats=1)
 FULL = Plan(observations=40_000, series=1_000, latency_s=30.0, rss_series=100_000, step_ticks=50,
             step_repeats=3, backtest_repeats=3)

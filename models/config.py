@@ -29,19 +29,17 @@ class StreamsConfig:
     min_batch, max_batch: bounds of the adaptive micro-batch size. It doubles while batches come back
         full (a backlog) and halves when one comes back short, so a quiet stream gets small batches
         (latency) and a backlog large ones (throughput).
-    batch_within_ms, batch_within_max_ms: bounds of how long a micro-batch waits to fill, adapted the
-        same way: the minimum bounds the latency added under light load.
+    batch_within_ms, batch_within_max_ms: bounds of how long a micro-batch waits to fill. The wait
+        doubles after a batch that filled to its limit (a backlog) and halves after any other, so a
+        live stream keeps the minimum, which bounds the latency it adds.
     memory_limit_mb: above this resident set (MiB) the worker drops to the smallest batches (0: off).
-    producer_buffer_messages: Faust holds back incoming messages while more records than this wait in
-        its producer's buffer (the table changelog). Faust's 100 is less than one batch's state writes,
-        so every batch stalled the next one's delivery; the default leaves room for a few batches.
     fetch_max_wait_ms: how long a fetch waits for data; tansu answers a waiting fetch only when this
         runs out (quirk C), so it bounds latency. Faust hard-codes 1500 ms; USP overrides it.
     session_timeout_s, heartbeat_s: consumer-group liveness; a group join on tansu takes about half
         the session timeout (quirk A), so 6 s / 2 s gives a 3 s join.
-    producer_max_batch_bytes: aiokafka batch size of the changelog producer. aiokafka holds one open
-        batch per partition and waits for it to be sent before it opens the next, so a small batch
-        costs a broker round trip per few records: room for a whole micro-batch's states per partition.
+    producer_max_batch_bytes: batch size of the worker's producer (outputs and the state changelog):
+        records are appended to one batch per partition, so room for a micro-batch's share of states
+        and predictions means a few submissions per batch.
     seal_changelog: end each micro-batch's state writes with a one-record batch per partition written
         (the last state again, after the others are acknowledged). tansu reports a partition's end as
         its last batch's first offset + 1 (quirk B), so recovery stops there: a one-record last batch
@@ -54,7 +52,6 @@ class StreamsConfig:
     batch_within_ms: int = 10
     batch_within_max_ms: int = 100
     memory_limit_mb: int = 2048
-    producer_buffer_messages: int = 8000
     fetch_max_wait_ms: int = 20
     session_timeout_s: float = 6.0
     heartbeat_s: float = 2.0
@@ -276,7 +273,6 @@ def _check_ranges(config: USPConfig) -> None:
         (s.batch_within_ms <= s.batch_within_max_ms <= 60_000,
          "streams.batch_within_max_ms must be in [batch_within_ms, 60000]"),
         (s.memory_limit_mb >= 0, "streams.memory_limit_mb must be >= 0 (0 turns the back-off off)"),
-        (s.producer_buffer_messages >= 1, "streams.producer_buffer_messages must be >= 1"),
         (1 <= s.fetch_max_wait_ms <= 10_000, "streams.fetch_max_wait_ms must be in [1, 10000]"),
         (0 < s.heartbeat_s < s.session_timeout_s, "streams.heartbeat_s must be in (0, session_timeout_s)"),
         (1 <= s.producer_max_batch_bytes <= 1_048_576, "streams.producer_max_batch_bytes must be in [1, 1048576]"),

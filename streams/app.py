@@ -90,9 +90,6 @@ def create_app(settings: WorkerSettings) -> USPApp:
         value_serializer="raw",
     )
     app.fetch_max_wait_ms = streams.fetch_max_wait_ms
-    # Faust holds back every incoming message while more than this many records wait in its producer's
-    # buffer (the table changelog); its default of 100 is below one micro-batch's state writes.
-    app.producer.buffer.max_messages = streams.producer_buffer_messages
     return app
 
 

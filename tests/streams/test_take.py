@@ -31,6 +31,18 @@ def test_a_backlog_grows_the_batch_to_its_maximum_and_a_quiet_stream_shrinks_it(
     assert (s.size, s.wait_s) == (8, 0.01)
 
 
+def test_a_live_stream_grows_the_batch_but_not_the_wait() -> None:
+    """Batches that come back half full but not full (the wait ran out on a live stream) make room
+    for more events without waiting longer for them: the wait is what the latency pays."""
+    s = sizer()
+    s.size, s.wait_s = 64, 0.08
+    for _ in range(4):
+        s.observe(s.size // 2 + 1)
+    assert s.size == 512 and s.wait_s == 0.01
+    s.observe(s.size)  # then a full one: events are queued, wait longer
+    assert s.wait_s == 0.02
+
+
 def test_memory_pressure_drops_to_the_smallest_batches() -> None:
     s = sizer(memory_mb=900.0, limit_mb=800.0)
     s.size, s.wait_s = 512, 0.1
