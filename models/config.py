@@ -41,7 +41,7 @@ class StreamsConfig:
         records are appended to one batch per partition, so room for a micro-batch's share of states
         and predictions means a few submissions per batch.
     seal_changelog: end each micro-batch's state writes with a one-record batch per partition written
-        (the last state again, after the others are acknowledged). tansu reports a partition's end as
+        (the last state again, in a record batch of its own). tansu reports a partition's end as
         its last batch's first offset + 1 (quirk B), so recovery stops there: a one-record last batch
         makes that the true end and recovery exact. Off on a real Kafka cluster, which needs no seal.
     """

@@ -68,6 +68,17 @@ class OutputProducer:
         """Queue one record for a given partition (a changelog record goes to its source partition)."""
         await self._append(await self._started(), (topic, partition), key, value)
 
+    async def send_alone(self, topic: str, partition: int, key: bytes | None, value: bytes) -> None:
+        """Queue one record as a record batch of its own, after what is queued for that partition (each
+        submitted batch goes out as one record batch; the changelog's seal relies on it)."""
+        producer = await self._started()
+        tp = (topic, partition)
+        if tp in self._open:
+            await self._submit(producer, tp, self._open[tp])
+        batch = self._open[tp] = producer.create_batch()
+        batch.append(key=key, value=value, timestamp=None)
+        await self._submit(producer, tp, batch)
+
     async def _started(self) -> aiokafka.AIOKafkaProducer:
         if self._producer is None:
             await self.start()
