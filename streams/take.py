@@ -21,6 +21,7 @@ series does not also hold a huge batch.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,19 @@ def resident_mb() -> float:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+def release_free_heap() -> bool:
+    """Hand the C heap's free pages back to the OS (glibc `malloc_trim`); False where unavailable.
+
+    Compiling the step's buckets leaves XLA's freed compiler memory in glibc's arenas: about 230 of
+    810 MB resident after a warm-up on the 2-core machine, which the worker would otherwise carry for
+    its whole life (and the memory back-off would count).
+    """
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
 
 
 @dataclass
