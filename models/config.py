@@ -94,7 +94,8 @@ class OrchestrationConfig:
     frozen_steps: this many identical values in a row make the next identical one "frozen" (0: off).
     frozen_season_fraction: a flat run shorter than this fraction of the series' season can be the
         season's own shape (a quiet night, half a square wave), so the frozen check waits that long too
-        (0: `frozen_steps` alone decides).
+        (0: off). Either way a spell up to 1.5 times as long as one the series has ended by itself
+        (shorter than its season) is not frozen.
     outlier_z: a value further than this many interval half-widths from the prediction is an outlier
         (0: off); `outlier_patience` outliers in a row are taken as a level shift and accepted.
     max_abs_value: values beyond +-this are refused (keeps squares finite in float64).

@@ -38,8 +38,8 @@ class IngestState(NamedTuple):
     hysteresis); frozen_run: identical values in a row; outlier_run: outliers refused in a row;
     outlier_ts: when the current run of outliers began (a level shift is learnt as starting there);
     seen_ts: the last tick's ts, refused or not (stale ones aside): the stream's own sampling step;
-    flat_max: the longest run of identical values the series has come out of by itself (no longer
-    than its season), a flat spell it is known to have."""
+    flat_max: the longest run of identical values (in values) the series has come out of by itself,
+    shorter than its season: a flat spell it is known to have."""
 
     degraded: Leaf
     clean_run: Leaf

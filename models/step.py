@@ -119,14 +119,17 @@ def _ingest(state: SeriesState, ts: Array, x: Array,
     stale = jnp.logical_and(~first, ts <= state.last_ts)
     out_of_range = jnp.logical_or(~jnp.isfinite(x), jnp.abs(x) > o.max_abs_value)
     same = jnp.logical_and(~first, x == state.last_value)
-    frozen_run = jnp.where(same, state.ingest.frozen_run + 1, 0)
+    # An unusable value (NaN, out of range) says nothing about whether the signal is stuck: it neither
+    # extends nor ends a flat spell.
+    frozen_run = jnp.where(out_of_range, state.ingest.frozen_run, jnp.where(same, state.ingest.frozen_run + 1, 0))
     # A flat run shorter than part of the series' season can be the season's own shape (a quiet night of
     # a daily pattern, half a square wave): a value is frozen once stuck for longer than both. So can a
     # flat spell as long as one the series has already come out of by itself (a square wave low for
-    # 180 of its 288 rows): it is frozen only FLAT_REPEAT_MARGIN times past that spell's length.
+    # 180 of its 288 rows): a spell is frozen once it is more than FLAT_REPEAT_MARGIN times as long as
+    # that one (frozen_run counts repeats, so value number frozen_run + 1 > margin x length).
     rows = season_rows(state.season)
     allowance = jnp.floor(o.frozen_season_fraction * rows).astype(frozen_run.dtype)
-    known = jnp.minimum(jnp.ceil(FLAT_REPEAT_MARGIN * state.ingest.flat_max), rows).astype(frozen_run.dtype)
+    known = jnp.minimum(jnp.floor(FLAT_REPEAT_MARGIN * state.ingest.flat_max), rows).astype(frozen_run.dtype)
     frozen = jnp.logical_and(o.frozen_steps > 0,
                              frozen_run >= jnp.maximum(o.frozen_steps, jnp.maximum(allowance, known)))
     sigma = (state.upper - state.prediction) / config.orchestration.interval_z
@@ -136,10 +139,12 @@ def _ingest(state: SeriesState, ts: Array, x: Array,
     outlier = jnp.logical_and(candidate, outlier_run < o.outlier_patience)
     reason = jnp.select([stale, out_of_range, frozen, outlier],
                         [REASON_STALE, REASON_RANGE, REASON_FROZEN, REASON_OUTLIER], REASON_OK)
-    # A spell that ends by itself, no longer than a season, becomes a shape the series is known to have
-    # (a spell as long as the whole season is no shape of it, so a long outage is never learnt).
-    ended = (~first) & (~same) & (state.ingest.frozen_run < rows)
-    flat_max = jnp.where(ended, jnp.maximum(state.ingest.flat_max, state.ingest.frozen_run), state.ingest.flat_max)
+    # A spell that ends by itself (a usable, different value), shorter than a season, becomes a shape
+    # the series is known to have; a spell as long as the whole season is no shape of it, so a long
+    # outage is never learnt. flat_max is a length in values.
+    spell = state.ingest.frozen_run + 1
+    ended = (~first) & (~same) & (~out_of_range) & (state.ingest.frozen_run > 0) & (spell < rows)
+    flat_max = jnp.where(ended, jnp.maximum(state.ingest.flat_max, spell), state.ingest.flat_max)
     return reason, frozen_run, outlier_run, flat_max
 
 

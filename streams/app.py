@@ -80,7 +80,6 @@ def create_app(settings: WorkerSettings) -> USPApp:
         web_host="127.0.0.1",
         broker_session_timeout=streams.session_timeout_s,
         broker_heartbeat_interval=streams.heartbeat_s,
-        producer_max_batch_size=streams.producer_max_batch_bytes,
         producer_linger=0.0,
         topic_partitions=streams.partitions,
         topic_replication_factor=1,

@@ -36,7 +36,9 @@ class OutputProducer:
         self._open: dict[tuple[str, int], BatchBuilder] = {}
         self._partitions: dict[str, list[int]] = {}
         self._partitioner = DefaultPartitioner()
-        self.queued = 0  # records submitted since the last flush
+        # Submissions go through one lock, in the order they were made: a batch opened after another for
+        # the same partition (by this task or the ready announcer's) never overtakes it.
+        self._submitting = asyncio.Lock()
         #: (topic, partition) -> offset of the last record the latest `flush` delivered there
         self.last_offsets: dict[tuple[str, int], int] = {}
 
@@ -50,11 +52,13 @@ class OutputProducer:
             self._producer = producer
 
     async def stop(self) -> None:
-        producer, self._producer = self._producer, None
+        producer = self._producer
         if producer is not None:
-            if self._open:
-                await self.flush(producer)
-            await producer.stop()
+            try:
+                await self.flush()
+            finally:
+                self._producer = None
+                await producer.stop()
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Queue one record in the partition its key hashes to; `flush` submits it and awaits delivery."""
@@ -73,11 +77,20 @@ class OutputProducer:
         submitted batch goes out as one record batch; the changelog's seal relies on it)."""
         producer = await self._started()
         tp = (topic, partition)
-        if tp in self._open:
-            await self._submit(producer, tp, self._open[tp])
-        batch = self._open[tp] = producer.create_batch()
-        batch.append(key=key, value=value, timestamp=None)
-        await self._submit(producer, tp, batch)
+        before = self._open.pop(tp, None)
+        alone = producer.create_batch()
+        alone.append(key=key, value=value, timestamp=None)
+        if before is not None:
+            await self._submit(producer, tp, before)
+        await self._submit(producer, tp, alone)
+
+    async def submit(self) -> None:
+        """Hand every open batch to the sender now (one request can carry them all)."""
+        producer = self._producer
+        opened, self._open = self._open, {}
+        if producer is not None:
+            for tp, batch in opened.items():
+                await self._submit(producer, tp, batch)
 
     async def _started(self) -> aiokafka.AIOKafkaProducer:
         if self._producer is None:
@@ -90,31 +103,29 @@ class OutputProducer:
         batch = self._open.get(tp)
         if batch is None:
             batch = self._open[tp] = producer.create_batch()
-        if batch.append(key=key, value=value, timestamp=None) is None:  # full: submit it, open another
+        if batch.append(key=key, value=value, timestamp=None) is None:  # full: open another, submit it
+            fresh = self._open[tp] = producer.create_batch()
+            fresh.append(key=key, value=value, timestamp=None)  # an empty batch takes any one record
             await self._submit(producer, tp, batch)
-            batch = self._open[tp] = producer.create_batch()
-            batch.append(key=key, value=value, timestamp=None)  # an empty batch takes any one record
 
     async def _submit(self, producer: aiokafka.AIOKafkaProducer, tp: tuple[str, int], batch: BatchBuilder) -> None:
-        del self._open[tp]
-        count = batch.record_count()
-        self._pending.append((tp, count, await producer.send_batch(batch, tp[0], partition=tp[1])))
-        self.queued += count
+        async with self._submitting:
+            future = await producer.send_batch(batch, tp[0], partition=tp[1])
+        self._pending.append((tp, batch.record_count(), future))
 
-    async def flush(self, producer: aiokafka.AIOKafkaProducer | None = None) -> int:
-        """Submit the open batches and wait until every queued record is acknowledged; returns how many
-        records were, and leaves where each partition's last one landed in `last_offsets`."""
-        producer = producer or self._producer
-        if producer is not None:
-            for tp, batch in list(self._open.items()):
-                await self._submit(producer, tp, batch)
-        pending, self._pending = self._pending, []
-        self.last_offsets = {}
-        if pending:
-            metadata = await asyncio.gather(*(future for _, _, future in pending))
-            for (tp, count, _), meta in zip(pending, metadata, strict=True):
+    async def flush(self) -> int:
+        """Submit the open batches and wait until every record submitted so far is acknowledged; returns
+        how many records that was, and leaves where each partition's last one landed in `last_offsets`."""
+        await self.submit()
+        waiting = list(self._pending)
+        offsets: dict[tuple[str, int], int] = {}
+        if waiting:
+            metadata = await asyncio.gather(*(future for _, _, future in waiting))
+            done = {id(entry) for entry in waiting}
+            self._pending = [entry for entry in self._pending if id(entry) not in done]
+            for (tp, count, _), meta in zip(waiting, metadata, strict=True):
                 offset = getattr(meta, "offset", None)  # the batch's base offset (None: acks=0)
                 if offset is not None:
-                    self.last_offsets[tp] = max(self.last_offsets.get(tp, -1), offset + count - 1)
-        done, self.queued = self.queued, 0
-        return done
+                    offsets[tp] = max(offsets.get(tp, -1), offset + count - 1)
+        self.last_offsets = offsets
+        return sum(count for _, count, _ in waiting)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -48,10 +49,18 @@ def release_free_heap() -> bool:
     810 MB resident after a warm-up on the 2-core machine, which the worker would otherwise carry for
     its whole life (and the memory back-off would count).
     """
+    libc = _libc()
+    return bool(libc.malloc_trim(0)) if libc is not None else False
+
+
+@functools.cache
+def _libc() -> Any:
     try:
-        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # noqa: B018  # absent outside glibc
+        return libc
     except (OSError, AttributeError):
-        return False
+        return None
 
 
 @dataclass

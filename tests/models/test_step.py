@@ -506,18 +506,15 @@ def test_with_patience_one_a_shift_is_learnt_at_its_own_tick() -> None:
 
 
 def test_a_flat_night_is_not_frozen_but_a_stuck_value_is() -> None:
-    """Five-minute rows (a daily season of 288): a run of 120 identical values is allowed (shorter than
-    frozen_season_fraction = half a day), while the same value for 200 rows is refused from its
-    145th on (the night's 119 repeats, times FLAT_REPEAT_MARGIN, stay below 144); with
-    frozen_season_fraction = 0 the plain frozen_steps = 100 applies."""
+    """Five-minute rows (a daily season of 288): a run of 60 identical values is allowed, while the
+    same value for 200 rows is refused from its 145th on (frozen_season_fraction = half a day; the
+    night, 1.5 x 60 = 90 values, allows less); with frozen_season_fraction = 0 and no spell behind
+    it, the plain frozen_steps = 100 applies."""
     rng = np.random.default_rng(4)
     values = [*np.cumsum(rng.standard_normal(50)), *[7.0] * 60, *np.cumsum(rng.standard_normal(30)), *[3.0] * 200]
-    reasons = {}
-    for name, fraction in (("season", ORCH.frozen_season_fraction), ("plain", 0.0)):
-        _, results = replay(values, PredictorConfig(orchestration=OrchestrationConfig(frozen_season_fraction=fraction)))
-        reasons[name] = [REASON_NAMES[int(r.reason)] for r in results]
-    assert "frozen" not in reasons["season"][50:140]
-    assert reasons["season"][140 + 143] == "ok" and reasons["season"][140 + 144:] == ["frozen"] * (200 - 144)
+    reasons = [REASON_NAMES[int(r.reason)] for r in replay(values)[1]]
+    assert "frozen" not in reasons[50:140]
+    assert reasons[140 + 143] == "ok" and reasons[140 + 144:] == ["frozen"] * (200 - 144)
     night = [*np.cumsum(rng.standard_normal(50)), *[7.0] * 120]
     _, results = replay(night, PredictorConfig(orchestration=OrchestrationConfig(frozen_season_fraction=0.0)))
     assert [REASON_NAMES[int(r.reason)] for r in results].index("frozen") == 50 + 100  # the 101st repeat
@@ -531,28 +528,34 @@ def square_wave(days: int) -> list[float]:
 def test_a_flat_spell_the_series_came_out_of_is_not_frozen_again() -> None:
     """The square wave's low spell (180 rows) outlasts the seasonal allowance (144), so the first one is
     refused from its 145th row. It then ends by itself, so it is a shape of the series: later spells of
-    that length are accepted. A value stuck for a whole day afterwards is refused from its 269th
-    repeat (1.5 x 179 rounded up): a stuck sensor still is."""
+    that length are accepted. A value stuck for a whole day afterwards is refused from its 271st value
+    (more than 1.5 x 180): a stuck sensor still is."""
     values = [*square_wave(4), *[20.0] * 288]
     state, results = replay(values)
     reasons = [REASON_NAMES[int(r.reason)] for r in results]
     first_low = reasons[:180]
     assert first_low[144] == "frozen" and "frozen" not in first_low[:144]
     assert "frozen" not in reasons[288:288 * 4]
-    stuck = reasons[288 * 4:]  # continues the last day's 80 -> 20 at its row 0, so repeats count from 1
-    assert stuck.index("frozen") == 269 and set(stuck[269:]) == {"frozen"}
-    assert int(state.ingest.flat_max) == 179
+    stuck = reasons[288 * 4:]  # continues the last day's 80 -> 20 at its row 0
+    assert stuck.index("frozen") == 270 and set(stuck[270:]) == {"frozen"}
+    assert int(state.ingest.flat_max) == 180
 
 
-def test_a_spell_as_long_as_the_season_is_never_learnt() -> None:
-    """An outage of a whole day (288 rows and more) that ends is no shape of the series: a later flat
-    spell is still refused at the seasonal allowance (its 145th row)."""
+def test_a_spell_of_a_whole_season_is_never_learnt() -> None:
+    """An outage of exactly a day (288 identical values) that ends is no shape of the series: a later
+    flat spell is still refused at the seasonal allowance (its 145th row). A NaN inside a stuck run
+    neither ends nor extends it."""
     rng = np.random.default_rng(5)
-    values = [*np.cumsum(rng.standard_normal(50)), *[4.0] * 400, *np.cumsum(rng.standard_normal(50)), *[9.0] * 200]
+    walk = list(np.cumsum(rng.standard_normal(50)))
+    values = [*walk, *[4.0] * 288, *np.cumsum(rng.standard_normal(50)), *[9.0] * 100, float("nan"),
+              *[9.0] * 100]
     state, results = replay(values)
     reasons = [REASON_NAMES[int(r.reason)] for r in results]
-    assert reasons[500 + 144] == "frozen" and "frozen" not in reasons[500:500 + 144]
-    assert int(state.ingest.flat_max) < 288
+    start = 50 + 288 + 50
+    assert reasons[start + 100] == "out_of_range"
+    assert "frozen" not in reasons[start:start + 100]
+    assert reasons[start + 144] == "ok" and reasons[start + 145] == "frozen"  # the 145th 9.0, across the NaN
+    assert int(state.ingest.flat_max) == 0
 
 
 def test_a_seasonal_series_of_huge_scale_stays_sound() -> None:

@@ -69,7 +69,7 @@ def test_records_land_where_a_keyed_send_puts_them_in_order_and_all_acknowledged
         assert [v for k, v in got[part] if k == key] == [v for k, v in sent if k == key]
 
 
-def test_stop_delivers_what_was_queued_and_an_oversized_record_goes_alone(broker: EmbeddedBroker) -> None:
+def test_stop_delivers_what_was_queued_and_an_oversized_record_in_order(broker: EmbeddedBroker) -> None:
     big = b"y" * (2 * StreamsConfig().producer_max_batch_bytes)
 
     async def go() -> None:
@@ -108,8 +108,9 @@ def test_a_record_sent_alone_makes_tansus_reported_end_true(broker: EmbeddedBrok
                 await out.send_to(topic, p, b"k", b"%d" % i)
         await out.send_alone(topic, 2, b"k", b"seal")
         await out.flush()
+        offsets = out.last_offsets
         await out.stop()
-        return out.last_offsets
+        return offsets
 
     assert asyncio.run(go()) == {(topic, 1): 9, (topic, 2): 10}
     consumer = make_consumer(broker.url, StreamsConfig(), group_id=None)
