@@ -8,6 +8,9 @@ no run sees another's records:
   one worker (`usp worker --noop`, a no-op agent with the same app settings, or the real `usp worker`)
   starts and drains it. Throughput is the backlog over the time from the worker's `worker_ready` event
   (the group has assigned it every partition) to the broker timestamp of its last output.
+  `noop_cpu_us_per_obs` / `pipeline_cpu_us_per_obs`: the worker's CPU time (all threads, /proc) over
+  the same drain, per observation; `pipeline_vs_noop_cpu` is their ratio, the throughput ratio the two
+  would have with a core each, steadier than the rates on a machine whose speed moves.
 - `latency_p50_ms` / `latency_p99_ms`: the pipeline worker, now warm, is fed at half `pipeline_obs_s`;
   latency is from handing a row to the producer to the broker timestamp of its prediction.
 - `rss_mb_100k_series`: the same worker is then sent one observation each for that many new series and
@@ -32,7 +35,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -48,6 +51,7 @@ from streams import codecs
 from streams.broker import EmbeddedBroker, free_port
 from streams.kafka import ensure_topics, make_producer
 from streams.tail import follow
+from streams.take import resident_mb
 from streams.topics import DEADLETTER, EVENTS, OBSERVATIONS, PREDICTIONS
 
 #: Five-minute rows from 2026-01-01 UTC (as models.perf): every series gets its daily season.
@@ -195,15 +199,18 @@ class Stack(contextlib.ExitStack):
         return sorted(held) == list(range(self.config.streams.partitions)) and all(
             parts for _, parts in self.seen.ready.values())
 
-    def drain_backlog(self, work: Workload, n: int, noop: bool = False) -> tuple[float, ChildProcess]:
-        """Publish a backlog of n rows of `work`, then start one worker and time its drain: (obs/s, the
-        worker). The clock runs from the worker's `worker_ready` to the broker time of its last output."""
+    def drain_backlog(self, work: Workload, n: int, noop: bool = False) -> Drain:
+        """Publish a backlog of n rows of `work`, then start one worker and time its drain. The clock
+        runs from the worker's `worker_ready` to the broker time of its last output; the worker's CPU
+        time (all its threads) is read from /proc over the same stretch."""
         self.publish(work.rows(n))
         worker = self.start_worker(noop=noop)
         self.wait("worker start (joining group, compiling)", lambda: self.ready_split(1), 300)
+        cpu_start = _cpu_s(worker.proc.pid)
         start_ms = min(ms for ms, _ in self.seen.ready.values())
         self.wait("drain", lambda: (self.seen.progress if noop else self.seen.outputs) >= n, 600)
-        return n / max((self.seen.last_output_ms - start_ms) / 1000.0, 1e-3), worker
+        cpu = _cpu_s(worker.proc.pid) - cpu_start
+        return Drain(n / max((self.seen.last_output_ms - start_ms) / 1000.0, 1e-3), cpu / n * 1e6, worker)
 
     def live_rate(self, n: int, series: int) -> float:
         """Obs/s for n rows of new series published as fast as the producer goes to the ready workers."""
@@ -229,26 +236,34 @@ class Stack(contextlib.ExitStack):
         return first
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    raise BenchError(f"no VmRSS for pid {pid}")
+class Drain(NamedTuple):
+    """One worker draining a backlog: observations/s, its CPU microseconds per observation (less
+    sensitive than the rate to what else the machine runs), and the worker."""
+
+    obs_s: float
+    cpu_us_per_obs: float
+    worker: ChildProcess
 
 
-def drain_rate(config: USPConfig, config_path: Path | None, n: int, series: int, noop: bool) -> float:
-    """Observations/s for one worker draining a backlog of n published before it starts."""
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def noop_drain(config: USPConfig, config_path: Path | None, n: int, series: int) -> Drain:
+    """The no-op worker draining a backlog of n published before it starts."""
     with Stack(config, config_path) as stack:
-        return stack.drain_backlog(Workload("drain", series), n, noop=noop)[0]
+        return stack.drain_backlog(Workload("drain", series), n, noop=True)
 
 
 @dataclass
 class PipelineFigures:
     pipeline_obs_s: float
+    pipeline_cpu_us_per_obs: float
     latency_p50_ms: float
     latency_p99_ms: float
     latency_samples: int
-    rss_mb_start: float
     rss_mb_measured: float
     rss_series_measured: int
     rss_mb_100k_series: float
@@ -261,8 +276,9 @@ def pipeline_run(config: USPConfig, config_path: Path | None, plan: Plan, consol
     with Stack(config, config_path) as stack:
         n = plan.observations
         work = Workload("drain", plan.series)
-        rate, worker = stack.drain_backlog(work, n)
-        console.print(f"pipeline drained {n:,} observations: {rate:,.0f} obs/s", highlight=False)
+        rate, cpu_us, worker = stack.drain_backlog(work, n)
+        console.print(f"pipeline drained {n:,} observations: {rate:,.0f} obs/s, {cpu_us:,.0f} µs of worker "
+                      "CPU each", highlight=False)
 
         paced = max(int(rate / 2 * plan.latency_s), 10)
         console.print(f"latency: {paced:,} observations at {rate / 2:,.0f} obs/s", highlight=False)
@@ -272,20 +288,21 @@ def pipeline_run(config: USPConfig, config_path: Path | None, plan: Plan, consol
 
         live_1w = stack.live_rate(n, plan.series)  # the one-worker side of scale_2w_vs_1w
 
-        rss_start = _rss_mb(worker.proc.pid)
+        rss_start = resident_mb(worker.proc.pid)
         many = Workload("rss", plan.rss_series, rng=np.random.default_rng(1))
         console.print(f"memory: one observation for each of {plan.rss_series:,} new series", highlight=False)
         done = stack.seen.outputs
         stack.publish(many.rows(plan.rss_series))
         stack.wait("new series", lambda: stack.seen.outputs >= done + plan.rss_series, 900)
-        rss = _rss_mb(worker.proc.pid)
+        rss = resident_mb(worker.proc.pid)
         held = 2 * plan.series + plan.rss_series
         per_series = (rss - rss_start) / plan.rss_series
         at_100k = rss if held >= 100_000 else rss + per_series * (100_000 - held)
         return PipelineFigures(
-            pipeline_obs_s=rate, latency_p50_ms=float(np.percentile(lat, 50)) if lat.size else float("nan"),
+            pipeline_obs_s=rate, pipeline_cpu_us_per_obs=cpu_us,
+            latency_p50_ms=float(np.percentile(lat, 50)) if lat.size else float("nan"),
             latency_p99_ms=float(np.percentile(lat, 99)) if lat.size else float("nan"), latency_samples=int(lat.size),
-            rss_mb_start=rss_start, rss_mb_measured=rss, rss_series_measured=held, rss_mb_100k_series=at_100k,
+            rss_mb_measured=rss, rss_series_measured=held, rss_mb_100k_series=at_100k,
             live_1w_obs_s=live_1w)
 
 
@@ -348,14 +365,20 @@ def bench(*, quick: bool, config: USPConfig, config_path: Path | None, nab: Path
     figures: dict[str, Any] = {"mode": "quick" if quick else "full"}
     figures.update(numeric(plan, config.predictor, nab, console))
     n = plan.observations
-    noop = drain_rate(config, config_path, n, plan.series, noop=True)
-    console.print(f"no-op Faust agent drained {n:,} observations: {noop:,.0f} obs/s", highlight=False)
+    noop = noop_drain(config, config_path, n, plan.series)
+    console.print(f"no-op Faust agent drained {n:,} observations: {noop.obs_s:,.0f} obs/s, "
+                  f"{noop.cpu_us_per_obs:,.0f} µs of worker CPU each", highlight=False)
     pipe = pipeline_run(config, config_path, plan, console)
     one = pipe.live_1w_obs_s
     two = two_worker_rate(config, config_path, n, plan.series)
     console.print(f"live publish, 1 worker {one:,.0f} obs/s, 2 workers {two:,.0f} obs/s", highlight=False)
     figures.update(
-        noop_faust_obs_s=noop, pipeline_obs_s=pipe.pipeline_obs_s, pipeline_vs_noop=pipe.pipeline_obs_s / noop,
+        noop_faust_obs_s=noop.obs_s, pipeline_obs_s=pipe.pipeline_obs_s,
+        pipeline_vs_noop=pipe.pipeline_obs_s / noop.obs_s,
+        # The same ratio from worker CPU per observation: what the rate ratio would be if each worker had
+        # a core to itself (the rates also move with whatever else the machine runs).
+        noop_cpu_us_per_obs=noop.cpu_us_per_obs, pipeline_cpu_us_per_obs=pipe.pipeline_cpu_us_per_obs,
+        pipeline_vs_noop_cpu=noop.cpu_us_per_obs / pipe.pipeline_cpu_us_per_obs,
         latency_p50_ms=pipe.latency_p50_ms, latency_p99_ms=pipe.latency_p99_ms,
         latency_samples=pipe.latency_samples, rss_mb_100k_series=pipe.rss_mb_100k_series,
         rss_mb_measured=pipe.rss_mb_measured, rss_series_measured=pipe.rss_series_measured,

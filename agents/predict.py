@@ -23,7 +23,7 @@ from faust.types import TP, EventT, TopicT
 from agents.ready import announce_ready
 from models.batching import TickOutcome, run_round_rows, warm_up
 from models.config import PredictorConfig, USPConfig
-from models.state import SeriesState, rows_to_batch, state_from_bytes, state_rows
+from models.state import SeriesState, rows_leaf, state_from_bytes, state_rows
 from models.step import MODE_NAMES, REASON_NAMES, REASON_STALE
 from streams import codecs
 from streams.app import event_scope
@@ -143,16 +143,16 @@ class PredictProcessor:
         rows = self._load_rows(series, groups)
         row_of = {sid: i for i, sid in enumerate(series)}
         degraded = {sid: bool(flag) for sid, flag in
-                    zip(series, rows_to_batch(rows, self.predictor).ingest.degraded.tolist(), strict=True)}
+                    zip(series, rows_leaf(rows, lambda s: s.ingest.degraded, self.predictor).tolist(), strict=True)}
         changed: set[str] = set()
         depth = max(len(g.ticks) for g in groups.values())
         for r in range(depth):
             active = [sid for sid in series if len(groups[sid].ticks) > r]
             ticks = [groups[sid].ticks[r] for sid in active]
             index = [row_of[sid] for sid in active]
-            before_rows = rows[index]  # a copy: the states before this round, decoded only when needed
-            outcomes = run_round_rows(rows, index, [t.ts_ns for t in ticks], [t.value for t in ticks],
-                                      self.predictor)
+            # before_rows: the states before this round, decoded only for a refusal's or alarm's message
+            outcomes, before_rows = run_round_rows(rows, index, [t.ts_ns for t in ticks], [t.value for t in ticks],
+                                                   self.predictor)
             for k, (sid, tick, out) in enumerate(zip(active, ticks, outcomes, strict=True)):
                 if out.reason != REASON_STALE:  # the step leaves state as it was: no table write
                     changed.add(sid)

@@ -103,25 +103,29 @@ def run_round(states: Sequence[SeriesState], ts_ns: Sequence[int], values: Seque
     counters) and the tick's outcome, in input order.
     """
     rows, _ = state_rows([state_to_bytes(s) for s in states], config)
-    outcomes = run_round_rows(rows, range(len(states)), ts_ns, values, config)
+    outcomes, _ = run_round_rows(rows, range(len(states)), ts_ns, values, config)
     return [state_from_bytes(row.tobytes(), config) for row in rows], outcomes
 
 
 def run_round_rows(rows: np.ndarray, active: Sequence[int] | range, ts_ns: Sequence[int], values: Sequence[float],
-                   config: PredictorConfig) -> list[TickOutcome]:
+                   config: PredictorConfig) -> tuple[list[TickOutcome], np.ndarray]:
     """`run_round` on encoded states: one tick to each series whose row index is in `active` (distinct),
-    updating those rows of `rows` (a `models.state.state_rows` matrix) in place; outcomes in input order.
+    updating those rows of `rows` (a `models.state.state_rows` matrix) in place. Returns the outcomes in
+    input order and the rows as they were before the tick (the copy the step was fed anyway; a refusal's
+    or an alarm's message reads it).
 
     The worker's path: states go from the table's bytes to the compiled step and back column by column,
     with no per-series pytree in between.
     """
     outcomes: list[TickOutcome] = []
+    before: list[np.ndarray] = []
     top = BUCKETS[-1]
     for start in range(0, len(active), top):
         idx = np.asarray(active[start:start + top], dtype=np.intp)
         n = len(idx)
         size = bucket_for(n)
         chunk = rows[idx] if size == n else np.concatenate([rows[idx], fresh_rows(size - n, config)])
+        before.append(chunk[:n])
         ts = np.zeros(size, np.int64)
         vals = np.zeros(size, np.float64)
         ts[:n] = ts_ns[start:start + n]
@@ -132,4 +136,4 @@ def run_round_rows(rows: np.ndarray, active: Sequence[int] | range, ts_ns: Seque
         batch, columns = jax.tree_util.tree_map(np.asarray, (batch, [getattr(result, name) for name in _COLUMNS]))
         rows[idx] = batch_to_rows(batch, n, config)
         outcomes.extend(_outcomes(columns, n))
-    return outcomes
+    return outcomes, (before[0] if len(before) == 1 else np.concatenate(before))

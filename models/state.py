@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import struct
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -302,6 +303,22 @@ def rows_to_batch(rows: np.ndarray, config: PredictorConfig | None = None) -> Se
               for dtype, shape, count, offset in layout.specs]
     batch: SeriesState = jax.tree_util.tree_unflatten(layout.treedef, leaves)
     return batch
+
+
+def rows_leaf(rows: np.ndarray, pick: Callable[[SeriesState], Any],
+              config: PredictorConfig | None = None) -> np.ndarray:
+    """One leaf of every row's state (leading axis = rows), read from its columns alone: `rows_to_batch`
+    would copy every leaf to get one.
+
+    >>> m, _ = state_rows([state_to_bytes(init_state()._replace(n_obs=np.int64(7))), None])
+    >>> rows_leaf(m, lambda s: s.n_obs).tolist()
+    [7, 0]
+    """
+    layout = _layout(config or PredictorConfig())
+    where = pick(jax.tree_util.tree_unflatten(layout.treedef, list(range(len(layout.specs)))))
+    dtype, shape, count, offset = layout.specs[where]
+    column = np.ascontiguousarray(rows[:, offset:offset + dtype.itemsize * count])
+    return column.view(dtype).reshape((rows.shape[0], *shape))
 
 
 def batch_to_rows(batch: SeriesState, n: int, config: PredictorConfig | None = None) -> np.ndarray:

@@ -33,10 +33,10 @@ from faust.types import EventT
 from models.config import StreamsConfig
 
 
-def resident_mb() -> float:
-    """This process's resident set in MiB (Linux /proc; 0 where unavailable)."""
+def resident_mb(pid: int | None = None) -> float:
+    """A process's resident set in MiB, this one's by default (Linux /proc; 0 where unavailable)."""
     try:
-        with open(f"/proc/{os.getpid()}/statm", "rb") as f:
+        with open(f"/proc/{pid or os.getpid()}/statm", "rb") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return 0.0

@@ -16,7 +16,8 @@ from models.config import USPConfig
 NAB = Path(__file__).resolve().parents[3] / "shared/data/nab/data"
 KEYS = ("noop_faust_obs_s", "pipeline_obs_s", "pipeline_vs_noop", "latency_p50_ms", "latency_p99_ms",
         "step_us_b1", "step_us_b64", "step_us_b1024", "backtest_ticks_s", "state_bytes_per_series",
-        "rss_mb_100k_series", "scale_2w_vs_1w")
+        "rss_mb_100k_series", "scale_2w_vs_1w", "noop_cpu_us_per_obs", "pipeline_cpu_us_per_obs",
+        "pipeline_vs_noop_cpu")
 
 
 @pytest.mark.skipif(not NAB.is_dir(), reason="needs ../shared/data/nab")

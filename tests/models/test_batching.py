@@ -82,7 +82,9 @@ def test_rounds_on_encoded_rows_match_single_steps_with_idle_series(monkeypatch)
     for t in range(25):
         active = [i for i in range(n) if rng.random() < 0.7]
         values = [float(v) for v in 50 + 10 * rng.standard_normal(len(active))]
-        outcomes = run_round_rows(rows, active, [1 + t] * len(active), values, CFG)
+        before = rows[active].copy()
+        outcomes, fed = run_round_rows(rows, active, [1 + t] * len(active), values, CFG)
+        assert np.array_equal(fed, before)
         for i, value, got in zip(active, values, outcomes, strict=True):
             states[i], result = single_step()(states[i], Observation(np.int64(1 + t), np.float64(value)), config=CFG)
             assert_same(got, expected_outcome(result))

@@ -198,3 +198,19 @@ def test_row_codecs_match_the_per_series_codec() -> None:
     leaves = jax.tree_util.tree_leaves(rows_to_batch(rows[:4]))
     for a, b in zip(leaves, jax.tree_util.tree_leaves(stacked), strict=True):
         assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_one_leaf_read_from_rows_equals_that_leaf_of_the_batch() -> None:
+    """`rows_leaf` reads a leaf's columns alone; every leaf agrees with the whole `rows_to_batch`."""
+    from models.state import rows_leaf, rows_to_batch, state_rows
+
+    rng = np.random.default_rng(3)
+    states = [init_state()._replace(window=rng.normal(size=32), ingest=init_state().ingest._replace(
+        degraded=np.int64(i % 2), flat_max=np.int64(i))) for i in range(5)]
+    rows, _ = state_rows([state_to_bytes(s) for s in states])
+    batch = rows_to_batch(rows)
+    for pick in (lambda s: s.ingest.degraded, lambda s: s.ingest.flat_max, lambda s: s.window,
+                 lambda s: s.season.profile, lambda s: s.mlp.w1):
+        got, want = rows_leaf(rows, pick), np.asarray(pick(batch))
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+    assert rows_leaf(rows, lambda s: s.ingest.degraded).tolist() == [0, 1, 0, 1, 0]
