@@ -84,7 +84,8 @@ class OrchestrationConfig:
     anomaly_decay: per-tick decay of the envelope of recent anomaly evidence; anomaly_score is the rise
         above it, so an episode scores once at its start (0.998: the envelope halves in ~350 ticks).
     season_bins: phase bins of the seasonal profile (0: no season). The season (day, week or year) is
-        chosen per series from its sampling interval; 288 holds a day of five-minute rows one row a bin.
+        chosen per series from its sampling interval; 288 holds a day of five-minute rows one row a bin,
+        and a week of half-hourly rows at most two rows a bin (native/season.py).
     season_alpha: EWMA weight, across seasons, of each bin's increment (Holt-Winters' gamma).
     season_gain_alpha: EWMA weight of the fit of increments on the profile that sets how much of it
         kernels A, B and D take as given (0.01: about a hundred ticks).

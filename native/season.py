@@ -3,7 +3,11 @@
 The series' own timestamps say which season it can have: five-minute rows have a daily cycle of 288
 rows, daily rows a weekly one of 7, monthly rows a yearly one of 12. So the season is chosen once per
 series from its sampling interval (the shortest of day, week and year that holds at least
-`MIN_BINS` rows and at most `MAX_ROWS` rows), and each phase bin keeps an EWMA of the increments seen
+`MIN_BINS` rows and at most `MAX_ROWS` rows, except that a week the profile holds at nearly full
+resolution is preferred to a day: half-hourly and hourly rows of human activity, such as taxi rides,
+web traffic or water use, repeat by the week, and a daily profile reads every weekend as an anomaly;
+a series with only a daily cycle still learns it from a weekly profile, seven times more slowly),
+and each phase bin keeps an EWMA of the increments seen
 in it, across seasons, as Holt-Winters' additive seasonal term does (Winters 1960). Phase comes from
 the timestamp, not from a row count, so gaps in a stream do not shift it. When a season holds more rows
 than there are bins, a bin spans several rows and keeps their mean increment (a slope), which still
@@ -34,6 +38,9 @@ MIN_BINS = 4
 #: A season longer than this many rows is not used: a bin would span too many rows to mean much, and a
 #: series would need to be very long to see it twice (one-minute rows: a day is 1,440 rows, kept).
 MAX_ROWS = 2016
+#: A week is preferred to a day when it spans at most this many rows per bin (so at most 576 rows, i.e.
+#: rows at least 17.5 minutes apart, with 288 bins): half-hourly rows give 336 rows on 288 bins.
+WEEK_ROWS_PER_BIN = 2.0
 #: The sampling interval is fixed for the season after this many increments (the choice must not flip
 #: while the profile fills, or it would mix phases).
 LOCK_AFTER = 8
@@ -77,13 +84,16 @@ def season_init(bins_max: int) -> SeasonState:
 
 def choose_season(dt_ns: ArrayLike, bins_max: int) -> tuple[Array, Array]:
     """(period in ns, bins) for a sampling interval: the shortest candidate season with at least
-    MIN_BINS and at most MAX_ROWS rows; (-1, 0) when none fits.
+    MIN_BINS and at most MAX_ROWS rows, but the week where it has at most WEEK_ROWS_PER_BIN rows per
+    bin; (-1, 0) when none fits.
 
     >>> import native
     >>> [(int(p) // NS_PER_S, int(b)) for p, b in [choose_season(300e9, 288), choose_season(86400e9, 288)]]
     [(86400, 288), (604800, 7)]
     >>> [int(b) for _, b in [choose_season(3600e9 * 24 * 30.4, 288), choose_season(1e9, 288)]]  # month, 1 s
     [12, 0]
+    >>> [(int(p) // 86400 // NS_PER_S, int(b)) for p, b in [choose_season(1800e9, 288), choose_season(600e9, 288)]]
+    [(7, 288), (1, 144)]
     """
     dt = jnp.asarray(dt_ns, jnp.float64)
     period = jnp.int64(-1)
@@ -95,6 +105,11 @@ def choose_season(dt_ns: ArrayLike, bins_max: int) -> tuple[Array, Array]:
         period = jnp.where(fits, jnp.int64(season * NS_PER_S), period)
         bins = jnp.where(fits, jnp.minimum(jnp.round(rows), bins_max).astype(jnp.int32), bins)
         found = found | fits
+    week = SEASONS_S[1]
+    week_rows = week * NS_PER_S / jnp.where(dt > 0, dt, jnp.inf)
+    weekly = (week_rows >= MIN_BINS - 0.5) & (week_rows <= WEEK_ROWS_PER_BIN * bins_max)
+    period = jnp.where(weekly, jnp.int64(week * NS_PER_S), period)
+    bins = jnp.where(weekly, jnp.minimum(jnp.round(week_rows), bins_max).astype(jnp.int32), bins)
     return period, bins
 
 

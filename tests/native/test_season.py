@@ -18,6 +18,7 @@ from native.season import (
     MIN_BINS,
     NS_PER_S,
     SEASONS_S,
+    WEEK_ROWS_PER_BIN,
     SeasonState,
     choose_season,
     phase_bin,
@@ -45,9 +46,13 @@ def feed(values: np.ndarray, step_ns: int, alpha: float, bins_max: int = 288,
 
 @given(st.floats(1.0, 5e8))
 def test_season_choice_follows_the_rules(dt_s: float) -> None:
-    """Shortest candidate season with between MIN_BINS and MAX_ROWS rows; bins capped at bins_max."""
+    """Shortest candidate season with between MIN_BINS and MAX_ROWS rows, except a week of at most
+    WEEK_ROWS_PER_BIN rows per bin; bins capped at bins_max."""
     period, bins = choose_season(dt_s * NS_PER_S, 288)
     expected = [(s, s / dt_s) for s in SEASONS_S if MIN_BINS - 0.5 <= s / dt_s <= MAX_ROWS]
+    week_rows = SEASONS_S[1] / dt_s
+    if MIN_BINS - 0.5 <= week_rows <= WEEK_ROWS_PER_BIN * 288:
+        expected = [(SEASONS_S[1], week_rows)]
     if not expected:
         assert int(period) == -1 and int(bins) == 0
     else:
@@ -109,6 +114,26 @@ def test_feature_predicts_a_repeating_daily_step() -> None:
     features = {int((t // NS_PER_S) % 86_400 // 3600): float(season_feature(s, np.int64(t))) for t in ts[-24:]}
     assert abs(features[5] - 10.0) < 1e-3 and abs(features[17] + 10.0) < 1e-3
     assert all(abs(v) < 1e-3 for h, v in features.items() if h not in (5, 17))
+
+
+def test_hourly_rows_learn_a_weekly_step_that_a_daily_profile_would_average_away() -> None:
+    """Hourly rows whose level rises by 10 at 08:00 on weekdays only: the season is the week, so the
+    feature before a weekday's 08:00 is the step and before the weekend's 08:00 it is 0. A daily
+    profile could only offer the average (about 7) on every day."""
+    n = 24 * 7 * 4
+    t0_days = 19_676  # a Thursday: the epoch day 0 (1970-01-01) was one
+    day = t0_days + np.arange(n) // 24
+    weekday = (day + 3) % 7 < 5  # Monday = 0
+    hour = np.arange(n) % 24
+    values = np.where(weekday & (hour >= 8) & (hour < 18), 10.0, 0.0)
+    s, ts = feed(values, HOUR, 0.2, bins_max=288, start_ns=t0_days * 86_400 * NS_PER_S)
+    assert int(s.period) == 7 * 86_400 * NS_PER_S and int(s.bins) == 168
+    last_week = slice(n - 168, n)
+    before_eight = (hour[last_week] == 7)
+    feats = np.array([float(season_feature(s, np.int64(t))) for t in ts[last_week][before_eight]])
+    on_weekday = weekday[last_week][before_eight]
+    np.testing.assert_allclose(feats[on_weekday], 10.0, atol=1e-3)
+    np.testing.assert_allclose(feats[~on_weekday], 0.0, atol=1e-3)
 
 
 def test_gaps_are_not_learnt_and_do_not_shift_the_phase() -> None:
