@@ -81,6 +81,8 @@ class OrchestrationConfig:
     jko_radius: trust region: the largest transport cost (in squared volatility units) one tick may move.
     conformal_gamma: step of the online conformal (ACI-style) update of the interval's log width
         multiplier; large enough (0.05) that a series of a few hundred rows is calibrated within them.
+    spread_move_fraction: the fused predictive spread is at least this fraction of the predicted move
+        (both in volatility units): the size of a forecast step is itself uncertain.
     anomaly_decay: per-tick decay of the envelope of recent anomaly evidence; anomaly_score is the rise
         above it, so an episode scores once at its start (0.998: the envelope halves in ~350 ticks).
     season_bins: phase bins of the seasonal profile (0: no season). The season (day, week or year) is
@@ -119,6 +121,7 @@ class OrchestrationConfig:
     jko_tau: float = 0.1
     jko_radius: float = 0.25
     conformal_gamma: float = 0.05
+    spread_move_fraction: float = 0.1
     anomaly_decay: float = 0.998
     season_bins: int = 288
     season_alpha: float = 0.2
@@ -292,6 +295,7 @@ def _check_ranges(config: USPConfig) -> None:
         (0 <= o.jko_tau <= 1, "orchestration.jko_tau must be in [0, 1]"),
         (o.jko_radius > 0, "orchestration.jko_radius must be > 0"),
         (0 <= o.conformal_gamma <= 1, "orchestration.conformal_gamma must be in [0, 1]"),
+        (0 <= o.spread_move_fraction < 1, "orchestration.spread_move_fraction must be in [0, 1)"),
         (0 <= o.anomaly_decay < 1, "orchestration.anomaly_decay must be in [0, 1)"),
         (0 <= o.season_bins <= 2016, "orchestration.season_bins must be in [0, 2016]"),
         (0 < o.season_alpha <= 1, "orchestration.season_alpha must be in (0, 1]"),

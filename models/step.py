@@ -274,6 +274,11 @@ def _advance(state: SeriesState, obs: Observation, x: Array, learn_at: Array,
     weights = jnp.where(rough, jax.nn.one_hot(KERNEL_D, N_KERNELS, dtype=rho.dtype), rho)
     fused = weights @ preds
     spread = jnp.sqrt(jnp.maximum(weights @ (kernel_loss + (preds - fused) ** 2), 1e-12))
+    # A predicted move is no surer than a fraction of its size: on a series whose ticks are mostly
+    # exactly predicted (flats between daily steps), the kernels' losses are about 0, and without this
+    # floor the interval around a predicted step of 80 would be as narrow as on the flats, so a step
+    # that comes as 79.1 would read as a 25-sigma surprise.
+    spread = jnp.maximum(spread, o.spread_move_fraction * jnp.abs(fused))
 
     # 6. Interval: ACI-style update of the log width multiplier from whether x fell in last interval.
     miss = jnp.logical_or(x < state.lower, x > state.upper).astype(jnp.float64)

@@ -438,6 +438,28 @@ def daily_step(days: int, seed: int) -> list[float]:
     return [(100.0 if 96 <= i % 288 < 240 else 0.0) + 0.01 * rng.standard_normal() for i in range(288 * days)]
 
 
+def test_a_predicted_step_that_comes_a_little_short_is_no_anomaly() -> None:
+    """Daily steps of 100 between flats with noise of 0.01: the kernels' losses are about 0, so without
+    the spread's floor (a fraction of the predicted move) the interval around a predicted step is as
+    narrow as on the flats, and a step that comes as 97 is a huge surprise. With the default floor its
+    anomaly score is low; the interval's half-width is at least the floor's share of the move."""
+    days = 6
+    values = daily_step(days, seed=3)
+    step = (days - 1) * 288 + 96
+    values[step:step + 144] = [v - 3.0 for v in values[step:step + 144]]
+    scores = {}
+    for name, fraction in (("floor", CFG.orchestration.spread_move_fraction), ("none", 0.0)):
+        cfg = PredictorConfig(orchestration=OrchestrationConfig(spread_move_fraction=fraction))
+        _, results = replay(values, cfg)
+        before = results[step - 1]
+        move = abs(float(before.prediction) - values[step - 1])
+        assert move > 80.0  # the step is predicted
+        if name == "floor":
+            assert float(before.upper - before.prediction) >= 0.5 * fraction * move
+        scores[name] = max(float(r.anomaly_score) for r in results[step:step + 5])
+    assert scores["floor"] < 0.1 < scores["none"], scores  # measured 0.0 vs 0.42
+
+
 def test_a_daily_pattern_is_forecast_better_with_the_seasonal_profile() -> None:
     """Hourly rows of a daily shape plus noise: the seasonal profile (a kernel input) must cut the
     one-step MAE of the last week clearly below the same predictor without it (season_bins = 0).
