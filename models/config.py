@@ -112,7 +112,7 @@ class OrchestrationConfig:
     volatility_alpha: float = 0.05
     volatility_long_alpha: float = 0.005
     loss_alpha: float = 0.05
-    fusion_beta: float = 4.0
+    fusion_beta: float = 8.0
     sinkhorn_eps0: float = 1.0
     sinkhorn_eps_min: float = 0.1
     sinkhorn_vol_coupling: float = 1.0
