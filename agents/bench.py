@@ -245,6 +245,14 @@ class Drain(NamedTuple):
     worker: ChildProcess
 
 
+def _worker_rss_mb(worker: ChildProcess) -> float:
+    """The worker's resident set; `resident_mb` answers 0 where /proc has none, which is no figure."""
+    rss = resident_mb(worker.proc.pid)
+    if rss <= 0:
+        raise BenchError(f"no resident set for worker pid {worker.proc.pid} (exited?):\n{worker.log_tail()}")
+    return rss
+
+
 def _cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far (/proc/PID/stat fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -288,13 +296,13 @@ def pipeline_run(config: USPConfig, config_path: Path | None, plan: Plan, consol
 
         live_1w = stack.live_rate(n, plan.series)  # the one-worker side of scale_2w_vs_1w
 
-        rss_start = resident_mb(worker.proc.pid)
+        rss_start = _worker_rss_mb(worker)
         many = Workload("rss", plan.rss_series, rng=np.random.default_rng(1))
         console.print(f"memory: one observation for each of {plan.rss_series:,} new series", highlight=False)
         done = stack.seen.outputs
         stack.publish(many.rows(plan.rss_series))
         stack.wait("new series", lambda: stack.seen.outputs >= done + plan.rss_series, 900)
-        rss = resident_mb(worker.proc.pid)
+        rss = _worker_rss_mb(worker)
         held = 2 * plan.series + plan.rss_series
         per_series = (rss - rss_start) / plan.rss_series
         at_100k = rss if held >= 100_000 else rss + per_series * (100_000 - held)
