@@ -251,6 +251,9 @@ def poison(state: SeriesState, where: str) -> SeriesState:
         return state._replace(jd=state.jd._replace(diff_var=jnp.asarray(jnp.inf)))
     if where == "kernel_loss":
         return state._replace(kernel_loss=jnp.asarray(state.kernel_loss).at[1].set(jnp.nan))
+    if where.startswith("season.profile"):  # the one float32 leaf, checked apart from the float64 ones
+        bad = jnp.inf if where.endswith("inf") else jnp.nan
+        return state._replace(season=state.season._replace(profile=jnp.asarray(state.season.profile).at[-1].set(bad)))
     raise AssertionError(where)
 
 
@@ -273,7 +276,8 @@ def test_a_refused_outlier_counts_as_an_interval_miss(warm_state: SeriesState) -
     assert float(new.log_mult) == pytest.approx(expected, abs=1e-12)
 
 
-@pytest.mark.parametrize("where", ["mlp.w1", "krr.alpha", "jd.diff_var", "kernel_loss"])
+@pytest.mark.parametrize("where", ["mlp.w1", "krr.alpha", "jd.diff_var", "kernel_loss", "season.profile:inf",
+                                   "season.profile:nan"])
 def test_non_finite_state_is_refused_in_diagnostic_mode(warm_state: SeriesState, where: str) -> None:
     bad = poison(warm_state, where)
     new, r = step(bad, int(bad.last_ts) + 1, float(bad.last_value) + 0.1)
