@@ -29,7 +29,7 @@ from streams import codecs
 from streams.app import event_scope
 from streams.codecs import ObservationIn, Refusal
 from streams.output import OutputProducer
-from streams.take import adaptive_take_events, batch_sizer, release_free_heap
+from streams.take import adaptive_take_events, batch_sizer, freeze_heap, release_free_heap
 from streams.topics import DEADLETTER, EVENTS, PREDICTIONS
 
 log = logging.getLogger(__name__)
@@ -269,6 +269,7 @@ def register_predict_agent(app: faust.App, processor: PredictProcessor, source: 
     @app.agent(source, name="usp.predict")
     async def predict(stream: faust.StreamT) -> None:
         await processor.output.start()
+        freeze_heap()  # the app's services are up: what lives now lives as long as the worker
         try:
             async for events in adaptive_take_events(stream, sizer):
                 await processor.process(events)

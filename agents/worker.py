@@ -13,7 +13,7 @@ from streams import codecs
 from streams.app import USPApp, WorkerSettings, create_app, observations_topic, state_table
 from streams.kafka import ensure_topics
 from streams.output import OutputProducer
-from streams.take import adaptive_take_events, batch_sizer, release_free_heap
+from streams.take import adaptive_take_events, batch_sizer, freeze_heap, release_free_heap
 from streams.topics import EVENTS
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ def build_noop_app(settings: WorkerSettings) -> USPApp:
     @app.agent(source, name="usp.noop")
     async def noop(stream: faust.StreamT) -> None:
         await output.start()
+        freeze_heap()  # as the predict agent does, so the ceiling is measured under the same collector
         try:
             async for events in adaptive_take_events(stream, sizer):
                 event = codecs.event_dict("bench_progress", None, "info", {"count": len(events)})

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
+import gc
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,20 @@ def resident_mb(pid: int | None = None) -> float:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+def freeze_heap() -> None:
+    """Collect once, then move every object now alive into the cyclic collector's permanent generation
+    (`gc.freeze`), where its full passes no longer traverse them.
+
+    A worker starts with a large heap that lives as long as it does (JAX and XLA, the compiled steps,
+    Faust's services) and that every full (generation 2) collection walks again without freeing
+    anything: on the 2-core machine, with 1,000 series at half the drain rate, those passes took
+    140-440 ms each, collected 0-318 objects, and each stalled the stream for long enough to set the
+    latency p99. Objects created afterwards are collected as before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def release_free_heap() -> bool:
