@@ -251,7 +251,7 @@ def poison(state: SeriesState, where: str) -> SeriesState:
         return state._replace(jd=state.jd._replace(diff_var=jnp.asarray(jnp.inf)))
     if where == "kernel_loss":
         return state._replace(kernel_loss=jnp.asarray(state.kernel_loss).at[1].set(jnp.nan))
-    if where.startswith("season.profile"):  # the one float32 leaf, checked apart from the float64 ones
+    if where.startswith("season.profile"):  # the one float32 leaf: inf there must not pass as in bounds
         bad = jnp.inf if where.endswith("inf") else jnp.nan
         return state._replace(season=state.season._replace(profile=jnp.asarray(state.season.profile).at[-1].set(bad)))
     raise AssertionError(where)
