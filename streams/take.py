@@ -50,8 +50,8 @@ def freeze_heap() -> None:
     A worker starts with a large heap that lives as long as it does (JAX and XLA, the compiled steps,
     Faust's services) and that every full (generation 2) collection walks again without freeing
     anything: on the 2-core machine, with 1,000 series at half the drain rate, those passes took
-    140-440 ms each, collected 0-318 objects, and each stalled the stream for long enough to set the
-    latency p99. Objects created afterwards are collected as before.
+    140-440 ms each, collected 0-318 objects, and stalled the stream for as long each time (6-16 ms
+    once frozen). Objects created afterwards are collected as before.
     """
     gc.collect()
     gc.freeze()

@@ -85,10 +85,12 @@ def test_frozen_heap_is_skipped_by_collections_and_later_garbage_is_still_collec
         # moved out of the generations a collection walks, into the permanent one
         assert not any(o is before for g in range(3) for o in gc.get_objects(g))
         frozen = gc.get_freeze_count()
+        gc.disable()  # no automatic collection between the next two lines
         later = weakref.ref(Node())  # unreachable at once, but for its own cycle
         assert later() is not None
         gc.collect()
         assert later() is None  # created after the freeze: collected as before
         assert gc.get_freeze_count() == frozen  # the frozen generation is left alone
     finally:
+        gc.enable()
         gc.unfreeze()
