@@ -174,28 +174,19 @@ class PredictProcessor:
     async def _write_states(self, states: dict[str, tuple[EventT, bytes]]) -> None:
         """One write per changed series: to the table's local store, under one of the series' events (so
         it is filed under its source partition), and to the changelog through the worker's batching
-        producer rather than Faust's per-record path. With `seal_changelog` each partition written
-        gets its last state again, alone in a record batch after the others (all of them handed to
-        the sender first, so the seals wait for one request, not one per partition): tansu reports
-        a partition's end as its last batch's first offset + 1 (quirk B) and Faust's recovery reads up
-        to that, so the one-record batch makes recovery read every state. The store then records the
-        changelog offset it holds, as Faust's own changelog callback does, so a restart on the same
-        data directory reads only what it lacks."""
+        producer rather than Faust's per-record path: one record batch per partition, not one send
+        each (recovery reads the true end of such batches: `streams.ends`). The store then records
+        the changelog offset it holds, as Faust's own changelog callback does, so a restart on the
+        same data directory reads only what it lacks."""
         if not states:
             return
         topic = self.table.changelog_topic.get_topic_name()
-        last: dict[int, tuple[bytes, bytes]] = {}
         for sid, (event, data) in states.items():
             key = sid.encode()
             with event_scope(event):
                 self.table.data[key] = data  # the store alone: no Faust changelog record
             partition = event.message.partition
             await self.output.send_to(topic, partition, key, data)
-            last[partition] = (key, data)
-        if self.config.streams.seal_changelog:
-            await self.output.submit()
-            for partition, (key, data) in last.items():
-                await self.output.send_alone(topic, partition, key, data)
         await self.output.flush()
         for (name, partition), offset in self.output.last_offsets.items():
             if name == topic:

@@ -40,10 +40,6 @@ class StreamsConfig:
     producer_max_batch_bytes: batch size of the worker's producer (outputs and the state changelog):
         records are appended to one batch per partition, so room for a micro-batch's share of states
         and predictions means a few submissions per batch.
-    seal_changelog: end each micro-batch's state writes with a one-record batch per partition written
-        (the last state again, in a record batch of its own). tansu reports a partition's end as
-        its last batch's first offset + 1 (quirk B), so recovery stops there: a one-record last batch
-        makes that the true end and recovery exact. Off on a real Kafka cluster, which needs no seal.
     """
 
     partitions: int = 8
@@ -56,7 +52,6 @@ class StreamsConfig:
     session_timeout_s: float = 6.0
     heartbeat_s: float = 2.0
     producer_max_batch_bytes: int = 524_288
-    seal_changelog: bool = True
 
 
 @dataclass(frozen=True)

@@ -3,54 +3,66 @@
 Faust hard-codes `fetch_max_wait_ms=1500` for its worker consumer. On tansu a waiting fetch is only
 answered when that wait runs out (KAFKA-NOTES.md quirk C), so every message would wait up to 1.5 s.
 `USPApp` swaps in a consumer thread that sets the configured wait on the aiokafka consumer before it
-starts; nothing else about Faust's consumer changes.
+starts. It also reads the changelog ends that table recovery stops at from a fetch's high watermark
+(`streams.ends`): tansu's ListOffsets answers short of the end after a multi-record batch (quirk B).
+Nothing else about Faust's consumer changes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiokafka
 import faust
 from faust.streams import _current_event
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer, Transport
-from faust.types import EventT, TopicT, TransportT
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer, Transport, server_list
+from faust.types import TP, EventT, TopicT, TransportT
 
 from models.config import USPConfig
 from streams import topics
+from streams.ends import true_end_offsets
 from streams.kafka import broker_url
 
 STATE_TABLE = "usp-series-state"
 
 
-class _FastFetchConsumerThread(AIOKafkaConsumerThread):
+class _USPConsumerThread(AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Transport) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = getattr(self.app, "fetch_max_wait_ms", 1500)
         return consumer
 
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        # Faust asks for these only to know where a changelog's recovery ends.
+        reported = await super()._highwaters(partitions)
+        if self.consumer.in_transaction:
+            return reported
+        transport = cast(Transport, self.consumer.transport)
+        return await true_end_offsets(reported, server_list(transport.url, transport.default_port),
+                                      client_id=self.app.conf.broker_client_id)
 
-class _FastFetchConsumer(Consumer):
+
+class _USPConsumer(Consumer):
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
-        return _FastFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        return _USPConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
-class _FastFetchTransport(Transport):
-    Consumer = _FastFetchConsumer
+class _USPTransport(Transport):
+    Consumer = _USPConsumer
 
 
 class USPApp(faust.App):
-    """A Faust app whose worker consumer honours `fetch_max_wait_ms`."""
+    """A Faust app whose worker consumer honours `fetch_max_wait_ms` and reads true changelog ends."""
 
     fetch_max_wait_ms: int = 1500
 
     def _new_transport(self) -> TransportT:
-        return _FastFetchTransport(self.conf.broker_consumer, self)
+        return _USPTransport(self.conf.broker_consumer, self)
 
 
 @dataclass(frozen=True)

@@ -72,18 +72,6 @@ class OutputProducer:
         """Queue one record for a given partition (a changelog record goes to its source partition)."""
         await self._append(await self._started(), (topic, partition), key, value)
 
-    async def send_alone(self, topic: str, partition: int, key: bytes | None, value: bytes) -> None:
-        """Queue one record as a record batch of its own, after what is queued for that partition (each
-        submitted batch goes out as one record batch; the changelog's seal relies on it)."""
-        producer = await self._started()
-        tp = (topic, partition)
-        before = self._open.pop(tp, None)
-        alone = producer.create_batch()
-        alone.append(key=key, value=value, timestamp=None)
-        if before is not None:
-            await self._submit(producer, tp, before)
-        await self._submit(producer, tp, alone)
-
     async def submit(self) -> None:
         """Hand every open batch to the sender now (one request can carry them all)."""
         producer = self._producer

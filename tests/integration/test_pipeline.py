@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import time
@@ -21,7 +22,8 @@ from models.state import init_state
 from models.step import MODE_NAMES, REASON_NAMES, Observation, orchestrate_step
 from streams import codecs
 from streams.app import STATE_TABLE
-from streams.kafka import make_consumer
+from streams.ends import true_end_offsets
+from streams.kafka import bootstrap_servers, make_consumer
 from streams.tail import partitions_of
 from streams.topics import DEADLETTER, EVENTS, PREDICTIONS
 
@@ -212,30 +214,34 @@ def test_bad_input_goes_to_deadletter_and_the_worker_keeps_going(start_worker, p
 def test_restarted_worker_continues_each_series_state(start_worker, producer, collector,
                                                       config_file) -> None:
     # 24 series over 8 partitions: a micro-batch writes several states to one changelog partition in
-    # one producer batch, and only the seal (streams.seal_changelog) lets recovery read past its first
-    # record on tansu (quirk B).
-    series = make_series(n_series=24, n_ticks=40, seed=2)
-    first = start_worker("w1")
-    publish(producer, series, 0, 20)
-    collector.wait_for(lambda: len(collector.records[PREDICTIONS]) >= 24 * 20, 60, "first half", first)
-    assert first.stop() == 0
+    # one record batch, and only recovery's fetched ends (streams.ends) let it read past that batch's
+    # first record on tansu (quirk B).
+    series = make_series(n_series=24, n_ticks=42, seed=2)
+
+    def phase(worker: ChildProcess, start: int, stop: int) -> None:
+        publish(producer, series, start, stop)
+        collector.wait_for(lambda: len(collector.records[PREDICTIONS]) >= 24 * stop, 60, f"ticks to {stop}", worker)
+        assert worker.stop() == 0
+
+    phase(start_worker("w1"), 0, 14)
     # a new data directory: the state must come back from the changelog topic, not local files
-    second = start_worker("w2")
-    publish(producer, series, 20, 40)
-    collector.wait_for(lambda: len(collector.records[PREDICTIONS]) >= 24 * 40, 60, "second half", second)
-    # offsets not yet committed when w1 stopped are replayed; the stale check refuses them, and a
+    phase(start_worker("w2"), 14, 28)
+    # the same data directory again: its store holds the changelog offset it wrote last, which Faust's
+    # recovery checks against the changelog's end (a short end would fail that check)
+    phase(start_worker("w2"), 28, 42)
+    # offsets not yet committed when a worker stopped are replayed; the stale check refuses them, and a
     # replay changes no state: no degraded mode, no event (check_against_reference checks both)
     assert {d["reason"] for d in collector.records[DEADLETTER]} <= {"stale"}
     check_against_reference(collector, series, config_file)
 
 
-def test_changelog_reports_its_true_end_after_batched_state_writes(start_worker, producer, collector,
-                                                                     broker) -> None:
+def test_recovery_ends_are_the_changelogs_true_ends_after_batched_state_writes(start_worker, producer, collector,
+                                                                                broker) -> None:
     """tansu reports a partition's end as its last batch's first offset + 1 (quirk B), and Faust's
-    recovery reads a changelog up to that reported end. The worker batches a micro-batch's state writes
-    per partition, then seals each partition with a one-record batch: after it stops, every changelog
-    partition's reported end (ListOffsets) is the offset after its last record (the fetch's high
-    watermark, which tansu gets right). With `streams.seal_changelog = false` this fails."""
+    recovery reads a changelog up to the end it is given. The worker writes a micro-batch's states to a
+    partition as one record batch; after it stops, the ends recovery is given (`true_end_offsets` over
+    ListOffsets, as the worker's consumer computes them) are the offsets after each partition's last
+    record, as reading the changelog to its end finds them."""
     series = make_series(n_series=24, n_ticks=12, seed=5)
     worker = start_worker("w")
     publish(producer, series, 0, 12)
@@ -246,7 +252,7 @@ def test_changelog_reports_its_true_end_after_batched_state_writes(start_worker,
         tps = partitions_of(consumer, f"usp-{STATE_TABLE}-changelog")
         consumer.assign(tps)
         consumer.seek_to_beginning()
-        reported = consumer.end_offsets(tps)
+        ends = asyncio.run(true_end_offsets(consumer.end_offsets(tps), bootstrap_servers(broker.url)))
         read: Counter[int] = Counter()
         keys: set[bytes] = set()
         deadline = time.monotonic() + 30
@@ -259,7 +265,7 @@ def test_changelog_reports_its_true_end_after_batched_state_writes(start_worker,
     finally:
         consumer.close()
     assert keys == {sid.encode() for sid in series}  # every series' state was written
-    assert {tp.partition: reported[tp] for tp in tps} == true_end
+    assert {tp.partition: ends[tp] for tp in tps} == true_end
     assert dict(read) == {p: n for p, n in true_end.items() if n}  # nothing before the end is missing
 
 

@@ -93,30 +93,3 @@ def test_kafka_python_routes_keys_the_same_way(broker: EmbeddedBroker) -> None:
         producer.close()
     assert [m.partition for m in meta] == [(murmur2(f"k{i}".encode()) & 0x7FFFFFFF) % PARTITIONS for i in range(20)]
 
-
-def test_a_record_sent_alone_makes_tansus_reported_end_true(broker: EmbeddedBroker) -> None:
-    """tansu's ListOffsets(latest) is the last record batch's first offset + 1 (quirk B): after ten
-    records in one batch it says 1 for partition 1; with one more record sent alone it says 11 for
-    partition 2, the true end."""
-    topic = "usp.test-seal"
-    ensure_topics(broker.url, PARTITIONS, (topic,))
-
-    async def go() -> dict[tuple[str, int], int]:
-        out = OutputProducer(broker.url, StreamsConfig())
-        for p in (1, 2):
-            for i in range(10):
-                await out.send_to(topic, p, b"k", b"%d" % i)
-        await out.send_alone(topic, 2, b"k", b"seal")
-        await out.flush()
-        offsets = out.last_offsets
-        await out.stop()
-        return offsets
-
-    assert asyncio.run(go()) == {(topic, 1): 9, (topic, 2): 10}
-    consumer = make_consumer(broker.url, StreamsConfig(), group_id=None)
-    try:
-        tps = {tp.partition: tp for tp in partitions_of(consumer, topic)}
-        ends = consumer.end_offsets([tps[1], tps[2]])
-    finally:
-        consumer.close()
-    assert (ends[tps[1]], ends[tps[2]]) == (1, 11)
