@@ -29,6 +29,7 @@ from streams import codecs
 from streams.app import event_scope
 from streams.codecs import ObservationIn, Refusal
 from streams.output import OutputProducer
+from streams.store import ChangelogBackedStore
 from streams.take import adaptive_take_events, batch_sizer, freeze_heap, release_free_heap
 from streams.topics import DEADLETTER, EVENTS, PREDICTIONS
 
@@ -181,11 +182,16 @@ class PredictProcessor:
         if not states:
             return
         topic = self.table.changelog_topic.get_topic_name()
+        store = self.table.data
+        direct = isinstance(store, ChangelogBackedStore)
         for sid, (event, data) in states.items():
             key = sid.encode()
-            with event_scope(event):
-                self.table.data[key] = data  # the store alone: no Faust changelog record
             partition = event.message.partition
+            if direct:
+                store.set_in(partition, key, data)
+            else:
+                with event_scope(event):
+                    store[key] = data  # the store alone: no Faust changelog record
             await self.output.send_to(topic, partition, key, data)
         await self.output.flush()
         for (name, partition), offset in self.output.last_offsets.items():
@@ -235,9 +241,14 @@ class PredictProcessor:
         """The batch's series' states as encoded rows; a series without one (or with one of another
         layout, e.g. written under a different config) starts afresh."""
         raws: list[bytes | None] = []
-        for sid in series:
-            with event_scope(groups[sid].events[0]):
-                raws.append(self.table.get(sid.encode()))
+        store = self.table.data
+        if isinstance(store, ChangelogBackedStore):  # straight to the partition's database
+            for sid in series:
+                raws.append(store.get_in(groups[sid].events[0].message.partition, sid.encode()))
+        else:
+            for sid in series:
+                with event_scope(groups[sid].events[0]):
+                    raws.append(self.table.get(sid.encode()))
         rows, unusable = state_rows(raws, self.predictor)
         for i in unusable:
             log.warning("series %r: stored state unusable (not this config's layout); starting it afresh",

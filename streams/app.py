@@ -27,6 +27,7 @@ from models.config import USPConfig
 from streams import topics
 from streams.ends import true_end_offsets
 from streams.kafka import broker_url
+from streams.store import register as register_store
 
 STATE_TABLE = "usp-series-state"
 
@@ -73,7 +74,7 @@ class WorkerSettings:
     data_dir: Path
     web_port: int
     app_id: str = "usp"
-    store: str = "rocksdb://"
+    store: str = field(default_factory=register_store)  # RocksDB without its write-ahead log
     config: USPConfig = field(default_factory=USPConfig)
 
 

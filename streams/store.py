@@ -1,0 +1,73 @@
+"""The state table's local store: Faust's RocksDB store with RocksDB's write-ahead log turned off.
+
+The changelog topic is the durable copy of every state; the local store is a cache of it that makes a
+restart on the same data directory quick. RocksDB's write-ahead log would make the cache durable
+twice over, and it cost most of a put: a 3 KB state took about 12 µs with it and 2-3 µs without on
+the 2-core machine (the worker writes one per series per micro-batch). Kafka Streams turns it off for
+its changelogged RocksDB stores for the same reason.
+
+Why a crash stays safe: with the log off, what a crash loses is the memtables not yet flushed, and
+RocksDB flushes memtables in write order, so what survives is a prefix of the writes. The store's
+changelog offset (`set_persisted_offset`) is written after the states it covers, so a surviving
+offset never runs ahead of its states, and recovery replays the changelog from that offset. A clean
+stop, or a partition moving to another worker, flushes that partition's memtables (Faust's own store
+leaves closing to the garbage collector).
+
+`get_in` and `set_in` read and write one partition's database directly: the worker knows each
+series' partition (its source partition), so Faust's per-key event lookup is not needed.
+
+Registered with Faust as the `usprocksdb://` store (`streams.app.create_app` uses it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust.stores
+import rocksdict
+from faust.stores.rocksdb import Store as RocksDBStore
+from faust.types import TP, CollectionT
+
+SCHEME = "usprocksdb"
+
+
+class ChangelogBackedStore(RocksDBStore):
+    """Faust's RocksDB store without RocksDB's write-ahead log (the changelog is the durable copy)."""
+
+    def _open_for_partition(self, partition: int) -> Any:
+        db = super()._open_for_partition(partition)
+        if self.use_rocksdict:
+            options = rocksdict.WriteOptions()
+            options.disable_wal = True  # type: ignore[method-assign,assignment]  # a property; the stub says method
+            db.set_write_options(options)
+        return db
+
+    async def stop(self) -> None:
+        self._flush(list(self._dbs.values()))
+        await super().stop()
+
+    def revoke_partitions(self, table: CollectionT, tps: set[TP]) -> None:
+        topics = table.changelog_topic.topics
+        self._flush([self._dbs[tp.partition] for tp in tps if tp.topic in topics and tp.partition in self._dbs])
+        super().revoke_partitions(table, tps)
+
+    def _flush(self, dbs: list[Any]) -> None:
+        if self.use_rocksdict:
+            for db in dbs:
+                db.flush()
+
+    def get_in(self, partition: int, key: bytes) -> bytes | None:
+        """The value of `key` in `partition`'s database, or None."""
+        value: bytes | None = self._db_for_partition(partition).get(key)
+        return value
+
+    def set_in(self, partition: int, key: bytes, value: bytes) -> None:
+        """Store `value` under `key` in `partition`'s database (as a write under one of its events would)."""
+        self._key_index[key] = partition
+        self._db_for_partition(partition).put(key, value)
+
+
+def register() -> str:
+    """Make `usprocksdb://` a Faust store URL; returns the URL."""
+    faust.stores.STORES.aliases[SCHEME] = f"{__name__}:ChangelogBackedStore"
+    return f"{SCHEME}://"
