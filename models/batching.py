@@ -6,33 +6,38 @@ padded up to one of a few bucket sizes: JAX compiles once per shape, so a handfu
 at start-up cover every batch, and no compile ever lands on a message's latency.
 
 Between rounds, states live on the host as encoded rows of one uint8 matrix (`models.state.state_rows`).
-A round takes its series' rows, turns them into a stacked batch column by column (one NumPy view per
-state leaf, not per series), makes one compiled call, fetches the output once per leaf and writes it
-back into the rows: no per-series pytree anywhere on the way.
+A round hands its series' rows to one compiled call that decodes them, steps and encodes them again
+inside XLA (`decode_rows_traced`, `encode_rows_traced`), and returns the new rows and one float64
+matrix of outcomes: three arrays in and two out, not one per state leaf (56 of them), and no
+per-series pytree anywhere on the way. Measured in-process (`run_round_rows`, 30 rounds, best of 3,
+alternating runs): 52-63 -> 24-27 µs per series-tick for rounds of 40 series, 15.5-20 -> 13-16 at
+500-1,000.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from models.config import PredictorConfig
 from models.state import (
     SeriesState,
-    batch_to_rows,
+    decode_rows_traced,
+    encode_rows_traced,
     fresh_rows,
-    rows_to_batch,
     state_from_bytes,
     state_rows,
     state_to_bytes,
 )
-from models.step import Observation, orchestrate_step_batch
+from models.step import Observation, StepResult, orchestrate_step
 
 #: Powers of 4 up to 64, then of 2: a round of 300 series padded to 1,024 rows cost 43 µs per real tick
 #: against 26 at 512 (`usp bench`'s 300-series drain), for two more compiles at warm-up.
@@ -54,12 +59,39 @@ def warm_up(config: PredictorConfig) -> dict[int, float]:
     Returns the seconds each bucket took (compile, or a load from JAX's persistent cache, plus one call).
     """
     seconds: dict[int, float] = {}
+    step = _compiled_rows(config)
     for size in BUCKETS:
         start = time.perf_counter()
-        obs = Observation(np.zeros(size, np.int64), np.zeros(size, np.float64))
-        jax.block_until_ready(orchestrate_step_batch(rows_to_batch(fresh_rows(size, config), config), obs, config))
+        rows = np.ascontiguousarray(fresh_rows(size, config))
+        jax.block_until_ready(step(rows, np.zeros(size, np.int64), np.zeros(size, np.float64)))
         seconds[size] = time.perf_counter() - start
     return seconds
+
+
+def _columns(result: StepResult) -> jax.Array:
+    # Every field the worker reads, as one float64 matrix: one transfer and one `tolist` per round.
+    # Flags and codes are small integers, exact in float64.
+    f64 = jnp.float64
+    return jnp.concatenate([
+        jnp.stack([result.accepted.astype(f64), result.reason.astype(f64), result.prediction, result.lower,
+                   result.upper, result.mode.astype(f64), result.anomaly_score], axis=1),
+        result.weights.astype(f64),
+        jnp.stack([result.regime_change.astype(f64), result.cusum, result.cusum_threshold,
+                   result.degraded.astype(f64)], axis=1),
+    ], axis=1)
+
+
+@functools.cache
+def _compiled_rows(config: PredictorConfig) -> Any:
+    """The vmapped step from encoded rows to encoded rows and the outcome matrix, compiled once per
+    (config, bucket): the state crosses into XLA as one uint8 matrix, not one array per leaf."""
+    step = jax.vmap(functools.partial(orchestrate_step, config=config))
+
+    def run(rows: jax.Array, ts: jax.Array, values: jax.Array) -> tuple[jax.Array, jax.Array]:
+        batch, result = step(decode_rows_traced(rows, config), Observation(ts, values))
+        return encode_rows_traced(batch, rows, config), _columns(result)
+
+    return jax.jit(run)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,15 +116,11 @@ class TickOutcome:
     degraded: bool
 
 
-_COLUMNS = ("accepted", "reason", "prediction", "lower", "upper", "mode", "anomaly_score", "weights",
-            "regime_change", "cusum", "cusum_threshold", "degraded")
 
-
-def _outcomes(columns: Sequence[Any], n: int) -> list[TickOutcome]:
-    """TickOutcomes from host arrays of the result fields in _COLUMNS order: one `tolist` per column."""
-    cols = [np.asarray(c)[:n].tolist() for c in columns]
-    cols[_COLUMNS.index("weights")] = [tuple(w) for w in cols[_COLUMNS.index("weights")]]
-    return [TickOutcome(*row) for row in zip(*cols, strict=True)]
+def _outcomes(matrix: np.ndarray, n: int) -> list[TickOutcome]:
+    """TickOutcomes from the first n rows of `_columns`' matrix."""
+    return [TickOutcome(bool(r[0]), int(r[1]), r[2], r[3], r[4], int(r[5]), r[6], (r[7], r[8], r[9], r[10]),
+                        bool(r[11]), r[12], r[13], bool(r[14])) for r in matrix[:n].tolist()]
 
 
 def run_round(states: Sequence[SeriesState], ts_ns: Sequence[int], values: Sequence[float],
@@ -130,10 +158,7 @@ def run_round_rows(rows: np.ndarray, active: Sequence[int] | range, ts_ns: Seque
         vals = np.zeros(size, np.float64)
         ts[:n] = ts_ns[start:start + n]
         vals[:n] = values[start:start + n]
-        batch, result = orchestrate_step_batch(rows_to_batch(chunk, config), Observation(ts, vals), config)
-        # Fetch what is needed (the diagnostics the worker does not publish stay behind). On CPU,
-        # np.asarray per leaf costs half of jax.device_get's per-leaf async-copy bookkeeping.
-        batch, columns = jax.tree_util.tree_map(np.asarray, (batch, [getattr(result, name) for name in _COLUMNS]))
-        rows[idx] = batch_to_rows(batch, n, config)
-        outcomes.extend(_outcomes(columns, n))
+        new_rows, matrix = _compiled_rows(config)(np.ascontiguousarray(chunk), ts, vals)
+        rows[idx] = np.asarray(new_rows)[:n]
+        outcomes.extend(_outcomes(np.asarray(matrix), n))
     return outcomes, (before[0] if len(before) == 1 else np.concatenate(before))

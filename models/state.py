@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import Array
 
 import native  # noqa: F401  (float64 on before any array is made)
 from models.config import PredictorConfig
@@ -319,6 +320,39 @@ def rows_leaf(rows: np.ndarray, pick: Callable[[SeriesState], Any],
     dtype, shape, count, offset = layout.specs[where]
     column = np.ascontiguousarray(rows[:, offset:offset + dtype.itemsize * count])
     return column.view(dtype).reshape((rows.shape[0], *shape))
+
+
+def decode_rows_traced(rows: Array, config: PredictorConfig) -> SeriesState:
+    """`rows_to_batch` inside a compiled function: the whole matrix crosses into XLA as one array and
+    each leaf is a bitcast of its columns there (one argument instead of one per leaf)."""
+    layout = _layout(config)
+    n = rows.shape[0]
+    leaves = []
+    for dtype, shape, count, offset in layout.specs:
+        cols = rows[:, offset:offset + dtype.itemsize * count]
+        if dtype == np.bool_:
+            leaf = cols != 0
+        elif dtype.itemsize == 1:
+            leaf = jax.lax.bitcast_convert_type(cols, dtype)
+        else:
+            leaf = jax.lax.bitcast_convert_type(cols.reshape(n, count, dtype.itemsize), dtype)
+        leaves.append(leaf.reshape((n, *shape)))
+    batch: SeriesState = jax.tree_util.tree_unflatten(layout.treedef, leaves)
+    return batch
+
+
+def encode_rows_traced(batch: SeriesState, header_rows: Array, config: PredictorConfig) -> Array:
+    """`batch_to_rows` inside a compiled function; `header_rows` supplies each row's header bytes."""
+    layout = _layout(config)
+    n = header_rows.shape[0]
+    cols = [header_rows[:, :_HEADER.size]]
+    for leaf, (dtype, _, count, _) in zip(jax.tree_util.tree_leaves(batch), layout.specs, strict=True):
+        flat = jnp.asarray(leaf, dtype).reshape(n, count)
+        if dtype == np.bool_:
+            cols.append(flat.astype(jnp.uint8))
+        else:
+            cols.append(jax.lax.bitcast_convert_type(flat, jnp.uint8).reshape(n, count * dtype.itemsize))
+    return jnp.concatenate(cols, axis=1)
 
 
 def batch_to_rows(batch: SeriesState, n: int, config: PredictorConfig | None = None) -> np.ndarray:
