@@ -25,6 +25,7 @@ import ctypes
 import functools
 import gc
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +67,33 @@ def release_free_heap() -> bool:
     """
     libc = _libc()
     return bool(libc.malloc_trim(0)) if libc is not None else False
+
+
+class HeapTrimmer:
+    """`release_free_heap` at most once per `interval_s`, or whenever the stream is quiet: called after
+    every micro-batch, a trim each time was 3.5% of a worker's samples in a 1,000-series drain
+    (py-spy), while what it hands back builds up over seconds, not batches. A quiet stream (a batch
+    that came back small) has time to spare, and it is the state a worker's memory is read in.
+
+    >>> clock = iter([0.0, 0.2, 0.5, 1.1]).__next__
+    >>> trim = HeapTrimmer(1.0, clock)
+    >>> trim(), trim(), trim(quiet=True), trim()
+    (True, False, True, False)
+    """
+
+    def __init__(self, interval_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last: float | None = None
+
+    def __call__(self, quiet: bool = False) -> bool:
+        """Trim if `quiet` or if the last trim is at least `interval_s` ago; returns whether it trimmed."""
+        now = self._clock()
+        if not quiet and self._last is not None and now - self._last < self.interval_s:
+            return False
+        self._last = now
+        release_free_heap()
+        return True
 
 
 @functools.cache
