@@ -1,4 +1,5 @@
-"""The predict agent: usp.observations -> orchestrate_step_batch -> usp.predictions / usp.deadletter / usp.events.
+"""The predict agent: usp.observations -> the vmapped step (models.batching) -> usp.predictions,
+usp.deadletter, usp.events.
 
 Per micro-batch: decode everything, refuse bad records to the deadletter topic with their raw bytes,
 group the rest by series (order kept), run the rounds through the compiled batched step, write each

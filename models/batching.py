@@ -1,4 +1,4 @@
-"""Running many series' ticks through `orchestrate_step_batch` without recompiling.
+"""Running many series' ticks through the vmapped `orchestrate_step` without recompiling.
 
 A micro-batch holds a few ticks of many series. Ticks of one series must be applied in order, so the
 batch is cut into rounds (round r holds the r-th tick of every series that has one), and each round is
@@ -29,6 +29,7 @@ import numpy as np
 
 from models.config import PredictorConfig
 from models.state import (
+    N_KERNELS,
     SeriesState,
     decode_rows_traced,
     encode_rows_traced,
@@ -116,11 +117,11 @@ class TickOutcome:
     degraded: bool
 
 
-
 def _outcomes(matrix: np.ndarray, n: int) -> list[TickOutcome]:
     """TickOutcomes from the first n rows of `_columns`' matrix."""
-    return [TickOutcome(bool(r[0]), int(r[1]), r[2], r[3], r[4], int(r[5]), r[6], (r[7], r[8], r[9], r[10]),
-                        bool(r[11]), r[12], r[13], bool(r[14])) for r in matrix[:n].tolist()]
+    w = 7 + N_KERNELS  # the weights are columns 7 to w - 1
+    return [TickOutcome(bool(r[0]), int(r[1]), r[2], r[3], r[4], int(r[5]), r[6], tuple(r[7:w]),
+                        bool(r[w]), r[w + 1], r[w + 2], bool(r[w + 3])) for r in matrix[:n].tolist()]
 
 
 def run_round(states: Sequence[SeriesState], ts_ns: Sequence[int], values: Sequence[float],
@@ -142,8 +143,8 @@ def run_round_rows(rows: np.ndarray, active: Sequence[int] | range, ts_ns: Seque
     input order and the rows as they were before the tick (the copy the step was fed anyway; a refusal's
     or an alarm's message reads it).
 
-    The worker's path: states go from the table's bytes to the compiled step and back column by column,
-    with no per-series pytree in between.
+    The worker's path: states go from the table's bytes to the compiled step and back as rows (decoded
+    and encoded inside XLA), with no per-series pytree in between.
     """
     outcomes: list[TickOutcome] = []
     before: list[np.ndarray] = []

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import tomllib
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from statistics import NormalDist
@@ -238,10 +239,22 @@ class USPConfig:
         return cls(**built)
 
 
+#: Keys earlier versions accepted that no longer do anything: a config that sets one still loads, with a
+#: warning, instead of failing as an unknown key.
+REMOVED_KEYS: dict[str, str] = {
+    "streams.seal_changelog": "recovery now reads each changelog partition's end from a fetch, so no "
+                              "seal batch is written; remove the key",
+}
+
+
 def _build_section(name: str, klass: type[Any], raw: Any) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"[{name}] must be a table, got {type(raw).__name__}")
     known = {f.name: f for f in fields(klass)}
+    raw = dict(raw)
+    for key in [k for k in raw if f"{name}.{k}" in REMOVED_KEYS]:
+        warnings.warn(f"config key {name}.{key} is ignored: {REMOVED_KEYS[f'{name}.{key}']}", stacklevel=4)
+        del raw[key]
     for key in raw:
         if key not in known:
             raise ConfigError(f"unknown key {name}.{key}; known: {', '.join(sorted(known))}")

@@ -329,14 +329,9 @@ def decode_rows_traced(rows: Array, config: PredictorConfig) -> SeriesState:
     n = rows.shape[0]
     leaves = []
     for dtype, shape, count, offset in layout.specs:
-        cols = rows[:, offset:offset + dtype.itemsize * count]
-        if dtype == np.bool_:
-            leaf = cols != 0
-        elif dtype.itemsize == 1:
-            leaf = jax.lax.bitcast_convert_type(cols, dtype)
-        else:
-            leaf = jax.lax.bitcast_convert_type(cols.reshape(n, count, dtype.itemsize), dtype)
-        leaves.append(leaf.reshape((n, *shape)))
+        # Every leaf is a 4- or 8-byte number (bitcasts between equal widths keep the shape instead).
+        cols = rows[:, offset:offset + dtype.itemsize * count].reshape(n, count, dtype.itemsize)
+        leaves.append(jax.lax.bitcast_convert_type(cols, dtype).reshape((n, *shape)))
     batch: SeriesState = jax.tree_util.tree_unflatten(layout.treedef, leaves)
     return batch
 
@@ -348,10 +343,7 @@ def encode_rows_traced(batch: SeriesState, header_rows: Array, config: Predictor
     cols = [header_rows[:, :_HEADER.size]]
     for leaf, (dtype, _, count, _) in zip(jax.tree_util.tree_leaves(batch), layout.specs, strict=True):
         flat = jnp.asarray(leaf, dtype).reshape(n, count)
-        if dtype == np.bool_:
-            cols.append(flat.astype(jnp.uint8))
-        else:
-            cols.append(jax.lax.bitcast_convert_type(flat, jnp.uint8).reshape(n, count * dtype.itemsize))
+        cols.append(jax.lax.bitcast_convert_type(flat, jnp.uint8).reshape(n, count * dtype.itemsize))
     return jnp.concatenate(cols, axis=1)
 
 

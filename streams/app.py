@@ -20,14 +20,20 @@ from typing import Any, cast
 import aiokafka
 import faust
 from faust.streams import _current_event
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer, Transport, server_list
+from faust.transport.drivers.aiokafka import (
+    AIOKafkaConsumerThread,
+    Consumer,
+    Transport,
+    credentials_to_aiokafka_auth,
+    server_list,
+)
 from faust.types import TP, EventT, TopicT, TransportT
 
 from models.config import USPConfig
 from streams import topics
 from streams.ends import true_end_offsets
 from streams.kafka import broker_url
-from streams.store import register as register_store
+from streams.store import URL as CHANGELOG_BACKED_STORE
 
 STATE_TABLE = "usp-series-state"
 
@@ -44,8 +50,12 @@ class _USPConsumerThread(AIOKafkaConsumerThread):
         if self.consumer.in_transaction:
             return reported
         transport = cast(Transport, self.consumer.transport)
+        conf = self.app.conf
+        # The same connection settings as Faust's own consumer (a secured cluster needs its credentials).
         return await true_end_offsets(reported, server_list(transport.url, transport.default_port),
-                                      client_id=self.app.conf.broker_client_id)
+                                      client_id=conf.broker_client_id,
+                                      request_timeout_ms=int(conf.broker_request_timeout * 1000),
+                                      **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context))
 
 
 class _USPConsumer(Consumer):
@@ -74,7 +84,7 @@ class WorkerSettings:
     data_dir: Path
     web_port: int
     app_id: str = "usp"
-    store: str = field(default_factory=register_store)  # RocksDB without its write-ahead log
+    store: str = CHANGELOG_BACKED_STORE  # RocksDB without its write-ahead log
     config: USPConfig = field(default_factory=USPConfig)
 
 

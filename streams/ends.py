@@ -1,7 +1,8 @@
 """A partition's true end offset, read from a fetch's high watermark rather than from ListOffsets.
 
 tansu answers ListOffsets(latest) with the first offset of the partition's last record batch + 1
-(KAFKA-NOTES.md quirk B), so a partition whose last batch holds n records reports an end n - 1 short.
+(README, "Limits of the embedded broker", quirk B), so a partition whose last batch holds n records
+reports an end n - 1 short.
 Faust's table recovery reads a changelog up to that reported end: it would skip the last states of
 every partition whose last write was a batch. A fetch response's high watermark is right on tansu, and
 on Kafka it is the same number as ListOffsets, so the worker asks both and keeps the larger: one
@@ -38,8 +39,8 @@ async def true_end_offsets(reported: Mapping[Any, int], bootstrap_servers: str |
         return ends
     consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None,
                                          enable_auto_commit=False, fetch_max_wait_ms=50, **consumer_kwargs)
-    await consumer.start()
     try:
+        await consumer.start()
         consumer.assign(list(pending))
         for tp, key in pending.items():
             # The last batch starts at reported - 1: one fetch from there answers at once, with data.
@@ -58,4 +59,3 @@ async def true_end_offsets(reported: Mapping[Any, int], bootstrap_servers: str |
 
 def _names(tps: Iterable[TopicPartition]) -> str:
     return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in tps)
-

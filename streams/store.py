@@ -16,7 +16,8 @@ leaves closing to the garbage collector).
 `get_in` and `set_in` read and write one partition's database directly: the worker knows each
 series' partition (its source partition), so Faust's per-key event lookup is not needed.
 
-Registered with Faust as the `usprocksdb://` store (`streams.app.create_app` uses it).
+Registered with Faust as the `usprocksdb://` store when this module is imported (`streams.app`'s
+default).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP, CollectionT
 
 SCHEME = "usprocksdb"
+URL = f"{SCHEME}://"
 
 
 class ChangelogBackedStore(RocksDBStore):
@@ -67,7 +69,4 @@ class ChangelogBackedStore(RocksDBStore):
         self._db_for_partition(partition).put(key, value)
 
 
-def register() -> str:
-    """Make `usprocksdb://` a Faust store URL; returns the URL."""
-    faust.stores.STORES.aliases[SCHEME] = f"{__name__}:ChangelogBackedStore"
-    return f"{SCHEME}://"
+faust.stores.STORES.aliases[SCHEME] = f"{__name__}:ChangelogBackedStore"

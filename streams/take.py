@@ -77,7 +77,7 @@ class HeapTrimmer:
 
     >>> clock = iter([0.0, 0.2, 0.5, 1.1]).__next__
     >>> trim = HeapTrimmer(1.0, clock)
-    >>> trim(), trim(), trim(quiet=True), trim()
+    >>> trim(), trim(), trim(quiet=True), trim()  # whether a trim was due
     (True, False, True, False)
     """
 
@@ -87,7 +87,8 @@ class HeapTrimmer:
         self._last: float | None = None
 
     def __call__(self, quiet: bool = False) -> bool:
-        """Trim if `quiet` or if the last trim is at least `interval_s` ago; returns whether it trimmed."""
+        """Trim if `quiet` or if the last trim is at least `interval_s` ago; returns whether it was due (a
+        trim outside glibc does nothing)."""
         now = self._clock()
         if not quiet and self._last is not None and now - self._last < self.interval_s:
             return False

@@ -149,3 +149,14 @@ def test_load_reports_file_problems(tmp_path: Path) -> None:
 
 def test_none_gives_defaults() -> None:
     assert load_config(None) == USPConfig()
+
+
+def test_a_removed_key_is_ignored_with_a_warning_and_an_unknown_one_still_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[streams]\npartitions = 4\nseal_changelog = false\n")
+    with pytest.warns(UserWarning, match=r"streams\.seal_changelog is ignored"):
+        config = load_config(path)
+    assert config.streams.partitions == 4
+    path.write_text("[streams]\nseal_changelogs = false\n")
+    with pytest.raises(ConfigError, match=r"unknown key streams\.seal_changelogs"):
+        load_config(path)

@@ -58,7 +58,7 @@ def test_ends_are_one_past_the_last_record_of_a_multi_record_batch(broker: Embed
     assert all(ends[tp] >= reported[tp] for tp in reported)
 
 
-def test_nothing_to_fetch_when_every_partition_is_empty(broker: EmbeddedBroker) -> None:
+def test_nothing_to_fetch_when_every_partition_is_empty() -> None:
     reported = {TopicPartition("usp.no-such-topic-needed", 0): 0}
     # an empty partition needs no fetch, so not even the topic has to exist
     assert asyncio.run(true_end_offsets(reported, "127.0.0.1:1", timeout_s=1)) == reported

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import faust
 
-from streams.store import ChangelogBackedStore, register
+from streams.store import URL, ChangelogBackedStore
 
 STATE = os.urandom(3072)  # about one series' state
 
 
-def table_store(data_dir: Path, url: str) -> object:
+def table_store(data_dir: Path, url: str = URL) -> ChangelogBackedStore:
     app = faust.App("usp-store-test", store=url, datadir=str(data_dir), autodiscover=False)
-    return app.Table("states", partitions=2, key_type=bytes, value_type=bytes).data
+    store = app.Table("states", partitions=2, key_type=bytes, value_type=bytes).data
+    assert isinstance(store, ChangelogBackedStore) or url != URL
+    return store  # type: ignore[no-any-return]
 
 
 def wal_bytes(data_dir: Path) -> int:
@@ -23,8 +28,7 @@ def wal_bytes(data_dir: Path) -> int:
 
 
 def test_writes_skip_rocksdbs_write_ahead_log_and_read_back_per_partition(tmp_path: Path) -> None:
-    store = table_store(tmp_path / "usp", register())
-    assert isinstance(store, ChangelogBackedStore)
+    store = table_store(tmp_path / "usp")
     for i in range(500):
         store.set_in(1, b"series-%d" % i, STATE)
     assert store.get_in(1, b"series-7") == STATE
@@ -32,18 +36,46 @@ def test_writes_skip_rocksdbs_write_ahead_log_and_read_back_per_partition(tmp_pa
     assert wal_bytes(tmp_path / "usp") == 0
     # the same writes through Faust's own RocksDB store do go to its log (so the check above can fail)
     plain = table_store(tmp_path / "plain", "rocksdb://")
-    db = plain._db_for_partition(1)  # type: ignore[attr-defined]
+    db = plain._db_for_partition(1)
     for i in range(500):
         db.put(b"series-%d" % i, STATE)
     assert wal_bytes(tmp_path / "plain") > 500 * len(STATE)
 
 
 def test_a_clean_stop_keeps_every_state_for_the_next_start(tmp_path: Path) -> None:
-    store = table_store(tmp_path, register())
-    assert isinstance(store, ChangelogBackedStore)
+    store = table_store(tmp_path)
     for i in range(200):
         store.set_in(i % 2, b"series-%d" % i, STATE)
     asyncio.run(store.stop())
-    again = table_store(tmp_path, register())
-    assert isinstance(again, ChangelogBackedStore)
+    again = table_store(tmp_path)
     assert all(again.get_in(i % 2, b"series-%d" % i) == STATE for i in range(200))
+
+
+def write_and_die(data_dir: Path, revoke: bool) -> None:
+    """In a child process: 200 states into partition 1, optionally the partition revoked (which flushes
+    it), then an exit that closes nothing, as a crash would."""
+    code = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        from tests.streams.test_store import table_store, STATE
+        from faust.types import TP
+        from pathlib import Path
+        store = table_store(Path({str(data_dir)!r}))
+        for i in range(200):
+            store.set_in(1, b"series-%d" % i, {STATE!r})
+        if {revoke!r}:
+            store.revoke_partitions(store.table, {{TP(store.table.changelog_topic.get_topic_name(), 1)}})
+        os._exit(0)
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_revoked_partition_is_flushed_and_an_unflushed_crash_loses_only_what_the_changelog_has(
+        tmp_path: Path) -> None:
+    # Without the log, a crash loses the memtable (the changelog is what recovery replays then) ...
+    write_and_die(tmp_path / "crash", revoke=False)
+    assert table_store(tmp_path / "crash").get_in(1, b"series-0") is None
+    # ... and handing a partition to another worker flushes it first, so nothing is lost that way.
+    write_and_die(tmp_path / "revoke", revoke=True)
+    store = table_store(tmp_path / "revoke")
+    assert all(store.get_in(1, b"series-%d" % i) == STATE for i in range(200))
