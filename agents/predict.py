@@ -27,7 +27,6 @@ from models.config import PredictorConfig, USPConfig
 from models.state import SeriesState, rows_leaf, state_from_bytes, state_rows
 from models.step import MODE_NAMES, REASON_NAMES, REASON_STALE
 from streams import codecs
-from streams.app import event_scope
 from streams.codecs import ObservationIn, Refusal
 from streams.output import OutputProducer
 from streams.store import ChangelogBackedStore
@@ -174,8 +173,8 @@ class PredictProcessor:
         return {sid: (groups[sid].events[-1], rows[row_of[sid]].tobytes()) for sid in changed}
 
     async def _write_states(self, states: dict[str, tuple[EventT, bytes]]) -> None:
-        """One write per changed series: to the table's local store, under one of the series' events (so
-        it is filed under its source partition), and to the changelog through the worker's batching
+        """One write per changed series: to the table's local store under its source partition (the
+        partition of its events), and to the changelog through the worker's batching
         producer rather than Faust's per-record path: one record batch per partition, not one send
         each (recovery reads the true end of such batches: `streams.ends`). The store then records
         the changelog offset it holds, as Faust's own changelog callback does, so a restart on the
@@ -183,21 +182,23 @@ class PredictProcessor:
         if not states:
             return
         topic = self.table.changelog_topic.get_topic_name()
-        store = self.table.data
-        direct = isinstance(store, ChangelogBackedStore)
+        store = self._store()
         for sid, (event, data) in states.items():
             key = sid.encode()
             partition = event.message.partition
-            if direct:
-                store.set_in(partition, key, data)
-            else:
-                with event_scope(event):
-                    store[key] = data  # the store alone: no Faust changelog record
+            store.set_in(partition, key, data)  # the store alone: no Faust changelog record
             await self.output.send_to(topic, partition, key, data)
         await self.output.flush()
         for (name, partition), offset in self.output.last_offsets.items():
             if name == topic:
                 self.table.data.set_persisted_offset(TP(topic, partition), offset)
+
+    def _store(self) -> ChangelogBackedStore:
+        # Reads and writes name each series' partition, so no Faust "current event" decides it.
+        store = self.table.data
+        if not isinstance(store, ChangelogBackedStore):
+            raise TypeError(f"the state table's store is {type(store).__name__}, not ChangelogBackedStore")
+        return store
 
     def _decode(self, row: np.ndarray) -> SeriesState:
         return state_from_bytes(row.tobytes(), self.predictor)
@@ -241,15 +242,8 @@ class PredictProcessor:
     def _load_rows(self, series: list[str], groups: dict[str, _SeriesBatch]) -> np.ndarray:
         """The batch's series' states as encoded rows; a series without one (or with one of another
         layout, e.g. written under a different config) starts afresh."""
-        raws: list[bytes | None] = []
-        store = self.table.data
-        if isinstance(store, ChangelogBackedStore):  # straight to the partition's database
-            for sid in series:
-                raws.append(store.get_in(groups[sid].events[0].message.partition, sid.encode()))
-        else:
-            for sid in series:
-                with event_scope(groups[sid].events[0]):
-                    raws.append(self.table.get(sid.encode()))
+        store = self._store()
+        raws = [store.get_in(groups[sid].events[0].message.partition, sid.encode()) for sid in series]
         rows, unusable = state_rows(raws, self.predictor)
         for i in unusable:
             log.warning("series %r: stored state unusable (not this config's layout); starting it afresh",

@@ -10,16 +10,13 @@ Nothing else about Faust's consumer changes.
 
 from __future__ import annotations
 
-import contextlib
-import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import aiokafka
 import faust
-from faust.streams import _current_event
 from faust.transport.drivers.aiokafka import (
     AIOKafkaConsumerThread,
     Consumer,
@@ -27,7 +24,7 @@ from faust.transport.drivers.aiokafka import (
     credentials_to_aiokafka_auth,
     server_list,
 )
-from faust.types import TP, EventT, TopicT, TransportT
+from faust.types import TP, TopicT, TransportT
 
 from models.config import USPConfig
 from streams import topics
@@ -84,7 +81,6 @@ class WorkerSettings:
     data_dir: Path
     web_port: int
     app_id: str = "usp"
-    store: str = CHANGELOG_BACKED_STORE  # RocksDB without its write-ahead log
     config: USPConfig = field(default_factory=USPConfig)
 
 
@@ -95,7 +91,7 @@ def create_app(settings: WorkerSettings) -> USPApp:
     app = USPApp(
         settings.app_id,
         broker=broker_url(settings.broker),
-        store=settings.store,
+        store=CHANGELOG_BACKED_STORE,  # RocksDB without its write-ahead log: streams/store.py
         datadir=str(settings.data_dir),
         autodiscover=False,
         web_bind="127.0.0.1",
@@ -127,19 +123,3 @@ def observations_topic(app: faust.App, partitions: int) -> TopicT:
 def state_table(app: faust.App, partitions: int) -> Any:
     """Per-series state, bytes -> bytes, changelogged and co-partitioned with usp.observations."""
     return app.Table(STATE_TABLE, partitions=partitions, key_type=bytes, value_type=bytes, default=None)
-
-
-@contextlib.contextmanager
-def event_scope(event: EventT) -> Iterator[None]:
-    """Make `event` Faust's current event while table keys of its series are read or written.
-
-    Faust routes a table write (changelog partition and RocksDB partition alike) by its *current*
-    event. Inside a micro-batch that is the batch's last event, which would file every series under
-    one partition (KAFKA-NOTES.md pitfalls 3-4). Scoping each series' reads and writes to one of its
-    own events keeps every key on its source partition. The context variable is Faust's private one.
-    """
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
