@@ -39,7 +39,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
-from kafka.consumer.fetcher import ConsumerRecord
 from rich.console import Console
 from rich.table import Table
 
@@ -50,7 +49,7 @@ from models.state import state_bytes
 from streams import codecs
 from streams.broker import EmbeddedBroker, free_port
 from streams.kafka import ensure_topics, make_producer
-from streams.tail import follow
+from streams.tail import FollowedRecord, follow
 from streams.take import resident_mb
 from streams.topics import DEADLETTER, EVENTS, OBSERVATIONS, PREDICTIONS
 
@@ -121,7 +120,7 @@ class Outputs:
 
 
 def _monitor(url: str, config: USPConfig, seen: Outputs, stop: threading.Event) -> None:
-    def on_record(topic: str, rec: ConsumerRecord) -> None:
+    def on_record(topic: str, rec: FollowedRecord) -> None:
         if topic == EVENTS:
             event = codecs.loads(rec.value)
             if event["kind"] == "worker_ready":

@@ -20,7 +20,6 @@ from types import FrameType
 from typing import Any
 
 import numpy as np
-from kafka.consumer.fetcher import ConsumerRecord
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -31,7 +30,7 @@ from streams import codecs
 from streams.broker import EmbeddedBroker, free_port
 from streams.kafka import ensure_topics, make_producer
 from streams.publish import CsvReport, Row, demo_path, interleave, publish_rows, read_csv
-from streams.tail import follow
+from streams.tail import FollowedRecord, follow
 from streams.topics import DEADLETTER, EVENTS, PREDICTIONS
 
 
@@ -74,7 +73,7 @@ def _round(x: float) -> float | None:
 
 
 def _monitor(url: str, config: USPConfig, stats: RunStats, stop: threading.Event) -> None:
-    def on_record(topic: str, rec: ConsumerRecord) -> None:
+    def on_record(topic: str, rec: FollowedRecord) -> None:
         if topic == PREDICTIONS:
             msg = codecs.loads(rec.value)
             stats.predictions += 1
