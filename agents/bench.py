@@ -119,7 +119,7 @@ class Outputs:
     latencies_ms: list[float] = field(default_factory=list)
 
 
-def _monitor(url: str, config: USPConfig, seen: Outputs, stop: threading.Event) -> None:
+def _monitor(url: str, seen: Outputs, stop: threading.Event) -> None:
     def on_record(topic: str, rec: FollowedRecord) -> None:
         if topic == EVENTS:
             event = codecs.loads(rec.value)
@@ -137,7 +137,7 @@ def _monitor(url: str, config: USPConfig, seen: Outputs, stop: threading.Event) 
         seen.outputs += 1
         seen.last_output_ms = max(seen.last_output_ms, rec.timestamp)
 
-    follow(url, config.streams, (PREDICTIONS, DEADLETTER, EVENTS), on_record, stop)
+    follow(url, (PREDICTIONS, DEADLETTER, EVENTS), on_record, stop)
 
 
 class Stack(contextlib.ExitStack):
@@ -158,7 +158,7 @@ class Stack(contextlib.ExitStack):
         self.data_dir = Path(tempfile.mkdtemp(prefix="usp-bench-"))
         self.callback(shutil.rmtree, self.data_dir, True)
         stop = threading.Event()
-        monitor = threading.Thread(target=_monitor, args=(self.url, self.config, self.seen, stop), daemon=True)
+        monitor = threading.Thread(target=_monitor, args=(self.url, self.seen, stop), daemon=True)
         monitor.start()
         self.callback(monitor.join, 5)
         self.callback(stop.set)

@@ -72,7 +72,7 @@ def _round(x: float) -> float | None:
     return None if np.isnan(x) else round(x, 2)
 
 
-def _monitor(url: str, config: USPConfig, stats: RunStats, stop: threading.Event) -> None:
+def _monitor(url: str, stats: RunStats, stop: threading.Event) -> None:
     def on_record(topic: str, rec: FollowedRecord) -> None:
         if topic == PREDICTIONS:
             msg = codecs.loads(rec.value)
@@ -81,14 +81,14 @@ def _monitor(url: str, config: USPConfig, stats: RunStats, stop: threading.Event
             sent = stats.sent_at.pop((msg["series_id"], msg["ts"]), None)
             if sent is not None:
                 stats.latencies_ms.append(rec.timestamp - sent * 1000.0)
-            stats.last_prediction = time.time()
+            stats.last_prediction = rec.timestamp / 1000.0  # when the worker wrote it, not when seen here
         elif topic == DEADLETTER:
             stats.deadletters += 1
-            stats.last_prediction = time.time()
+            stats.last_prediction = rec.timestamp / 1000.0
         elif codecs.loads(rec.value).get("kind") == "worker_ready":
             stats.ready = True
 
-    follow(url, config.streams, (PREDICTIONS, DEADLETTER, EVENTS), on_record, stop)
+    follow(url, (PREDICTIONS, DEADLETTER, EVENTS), on_record, stop)
 
 
 def _status_table(stats: RunStats, limit: int | None) -> Table:
@@ -142,7 +142,7 @@ def run(
         worker = ChildProcess(worker_args, "worker")
         cleanup.callback(worker.cleanup)
         cleanup.callback(worker.stop)
-        monitor = threading.Thread(target=_monitor, args=(broker.url, config, stats, stop), daemon=True)
+        monitor = threading.Thread(target=_monitor, args=(broker.url, stats, stop), daemon=True)
         monitor.start()
         cleanup.callback(monitor.join, 5)
         cleanup.callback(stop.set)

@@ -82,9 +82,8 @@ class FollowedRecord(Protocol):
     def value(self) -> bytes: ...
 
 
-def follow(url: str, streams: StreamsConfig, topics: Iterable[str],
-           on_record: Callable[[str, FollowedRecord], None], stop: threading.Event,
-           fetch_max_wait_ms: int = 500) -> None:
+def follow(url: str, topics: Iterable[str], on_record: Callable[[str, FollowedRecord], None],
+           stop: threading.Event, fetch_max_wait_ms: int = 500, metadata_timeout_s: float = 10.0) -> None:
     """Call `on_record(topic, record)` for every record of `topics`, from their beginning, until `stop`
     is set (group-less, so no group join; for monitors that run in a thread of the process they watch
     from, such as `usp bench` and `usp run`).
@@ -94,20 +93,22 @@ def follow(url: str, streams: StreamsConfig, topics: Iterable[str],
     polls the broker 50 times a second per partition leader: in a 30,000-observation drain on 2 cores it
     used 70 µs of CPU per observation while idle and 180 while reading every prediction, CPU taken from
     the worker under test. aiokafka parses batches in C, and the wait here only delays when the monitor
-    sees a record, not the broker timestamps it reports.
+    sees a record, not the broker timestamps it reports (use those for timings).
+
+    Raises LookupError if a topic does not exist within `metadata_timeout_s`.
     """
-    asyncio.run(_follow(url, streams, tuple(topics), on_record, stop, fetch_max_wait_ms))
+    asyncio.run(_follow(url, tuple(topics), on_record, stop, fetch_max_wait_ms, metadata_timeout_s))
 
 
-async def _follow(url: str, streams: StreamsConfig, topics: tuple[str, ...],
-                  on_record: Callable[[str, FollowedRecord], None], stop: threading.Event,
-                  fetch_max_wait_ms: int) -> None:
+async def _follow(url: str, topics: tuple[str, ...], on_record: Callable[[str, FollowedRecord], None],
+                  stop: threading.Event, fetch_max_wait_ms: int, metadata_timeout_s: float) -> None:
     consumer = aiokafka.AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers(url), group_id=None, enable_auto_commit=False,
         auto_offset_reset="earliest", fetch_max_wait_ms=fetch_max_wait_ms, client_id="usp-monitor")
     await consumer.start()
     try:
-        tps = [aiokafka.TopicPartition(topic, p) for topic in topics for p in await _partitions(consumer, topic)]
+        tps = [aiokafka.TopicPartition(topic, p) for topic in topics
+               for p in await _partitions(consumer, topic, metadata_timeout_s)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         while not stop.is_set():
@@ -118,7 +119,7 @@ async def _follow(url: str, streams: StreamsConfig, topics: tuple[str, ...],
         await consumer.stop()
 
 
-async def _partitions(consumer: aiokafka.AIOKafkaConsumer, topic: str, timeout_s: float = 10.0) -> list[int]:
+async def _partitions(consumer: aiokafka.AIOKafkaConsumer, topic: str, timeout_s: float) -> list[int]:
     deadline = time.monotonic() + timeout_s
     while not (topic in await consumer.topics() and (parts := consumer.partitions_for_topic(topic))):
         if time.monotonic() > deadline:

@@ -3,6 +3,7 @@ setting `stop` ends it."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -44,7 +45,7 @@ def test_follow_delivers_every_record_until_stopped(broker: EmbeddedBroker) -> N
         if len(seen) >= len(sent):
             all_seen.set()
 
-    thread = threading.Thread(target=follow, args=(broker.url, StreamsConfig(), TOPICS, on_record, stop),
+    thread = threading.Thread(target=follow, args=(broker.url, TOPICS, on_record, stop),
                               kwargs={"fetch_max_wait_ms": 50}, daemon=True)
     thread.start()
     assert all_seen.wait(60), f"saw {len(seen)} of {len(sent)} records"
@@ -56,5 +57,5 @@ def test_follow_delivers_every_record_until_stopped(broker: EmbeddedBroker) -> N
 
 
 def test_follow_names_a_missing_topic(broker: EmbeddedBroker) -> None:
-    with pytest.raises(LookupError, match="usp.test-follow-missing"):
-        follow(broker.url, StreamsConfig(), ("usp.test-follow-missing",), lambda t, r: None, threading.Event())
+    with pytest.raises(LookupError, match=re.escape("usp.test-follow-missing")):
+        follow(broker.url, ("usp.test-follow-missing",), lambda t, r: None, threading.Event(), metadata_timeout_s=1.0)
