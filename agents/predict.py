@@ -191,7 +191,7 @@ class PredictProcessor:
         await self.output.flush()
         for (name, partition), offset in self.output.last_offsets.items():
             if name == topic:
-                self.table.data.set_persisted_offset(TP(topic, partition), offset)
+                store.set_persisted_offset(TP(topic, partition), offset)
 
     def _store(self) -> ChangelogBackedStore:
         # Reads and writes name each series' partition, so no Faust "current event" decides it.

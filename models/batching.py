@@ -149,6 +149,7 @@ def run_round_rows(rows: np.ndarray, active: Sequence[int] | range, ts_ns: Seque
     outcomes: list[TickOutcome] = []
     before: list[np.ndarray] = []
     top = BUCKETS[-1]
+    step = _compiled_rows(config)
     for start in range(0, len(active), top):
         idx = np.asarray(active[start:start + top], dtype=np.intp)
         n = len(idx)
@@ -159,7 +160,7 @@ def run_round_rows(rows: np.ndarray, active: Sequence[int] | range, ts_ns: Seque
         vals = np.zeros(size, np.float64)
         ts[:n] = ts_ns[start:start + n]
         vals[:n] = values[start:start + n]
-        new_rows, matrix = _compiled_rows(config)(np.ascontiguousarray(chunk), ts, vals)
+        new_rows, matrix = step(np.ascontiguousarray(chunk), ts, vals)
         rows[idx] = np.asarray(new_rows)[:n]
         outcomes.extend(_outcomes(np.asarray(matrix), n))
     return outcomes, (before[0] if len(before) == 1 else np.concatenate(before))

@@ -297,7 +297,10 @@ def fresh_rows(k: int, config: PredictorConfig | None = None) -> np.ndarray:
 
 
 def rows_to_batch(rows: np.ndarray, config: PredictorConfig | None = None) -> SeriesState:
-    """A stacked SeriesState (leading axis = rows) from a matrix made by `state_rows`/`batch_to_rows`."""
+    """A stacked SeriesState (leading axis = rows) from a matrix made by `state_rows`/`batch_to_rows`.
+
+    The host-side (NumPy) codec. The worker decodes inside XLA instead (`decode_rows_traced`); this one
+    is the independent reference that path is tested against, and a way to inspect stored rows."""
     layout = _layout(config or PredictorConfig())
     n = rows.shape[0]
     leaves = [np.ascontiguousarray(rows[:, offset:offset + dtype.itemsize * count]).view(dtype).reshape((n, *shape))
@@ -348,7 +351,9 @@ def encode_rows_traced(batch: SeriesState, header_rows: Array, config: Predictor
 
 
 def batch_to_rows(batch: SeriesState, n: int, config: PredictorConfig | None = None) -> np.ndarray:
-    """The first n states of a stacked batch as encoded rows (each row equals `state_to_bytes`)."""
+    """The first n states of a stacked batch as encoded rows (each row equals `state_to_bytes`).
+
+    The host-side counterpart of `encode_rows_traced` (the worker's path), kept as its test reference."""
     layout = _layout(config or PredictorConfig())
     header = np.frombuffer(_fresh_bytes(config or PredictorConfig())[:_HEADER.size], np.uint8)
     cols = [np.broadcast_to(header, (n, header.size))]
