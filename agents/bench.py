@@ -107,6 +107,14 @@ class Workload:
         return out
 
 
+class Ready(NamedTuple):
+    """A worker's latest `worker_ready`: its broker time, the partitions it holds, its CPU seconds then."""
+
+    broker_ms: int
+    partitions: list[int]
+    cpu_s: float
+
+
 @dataclass
 class Outputs:
     """What a monitor thread has seen on the output topics (ints and lists under the GIL)."""
@@ -114,7 +122,7 @@ class Outputs:
     outputs: int = 0
     last_output_ms: int = 0
     progress: int = 0  # observations the no-op agent reports having taken
-    ready: dict[int, tuple[int, list[int]]] = field(default_factory=dict)  # pid -> (broker ms, partitions)
+    ready: dict[int, Ready] = field(default_factory=dict)  # pid -> its latest worker_ready
     sent_at: dict[tuple[str, int], float] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
 
@@ -124,7 +132,8 @@ def _monitor(url: str, seen: Outputs, stop: threading.Event) -> None:
         if topic == EVENTS:
             event = codecs.loads(rec.value)
             if event["kind"] == "worker_ready":
-                seen.ready[event["details"]["pid"]] = (rec.timestamp, event["details"]["partitions"])
+                details = event["details"]
+                seen.ready[details["pid"]] = Ready(rec.timestamp, details["partitions"], details["cpu_s"])
             elif event["kind"] == "bench_progress":
                 seen.progress += event["details"]["count"]
                 seen.last_output_ms = max(seen.last_output_ms, rec.timestamp)
@@ -194,19 +203,21 @@ class Stack(contextlib.ExitStack):
         """True once `workers` workers' latest assignments cover every partition, each held once."""
         if len(self.seen.ready) < workers:
             return False
-        held = [p for _, parts in self.seen.ready.values() for p in parts]
+        held = [p for ready in self.seen.ready.values() for p in ready.partitions]
         return sorted(held) == list(range(self.config.streams.partitions)) and all(
-            parts for _, parts in self.seen.ready.values())
+            ready.partitions for ready in self.seen.ready.values())
 
     def drain_backlog(self, work: Workload, n: int, noop: bool = False) -> Drain:
         """Publish a backlog of n rows of `work`, then start one worker and time its drain. The clock
         runs from the worker's `worker_ready` to the broker time of its last output; the worker's CPU
-        time (all its threads) is read from /proc over the same stretch."""
+        time (all its threads) from the figure its `worker_ready` carries to a /proc reading once the
+        monitor has seen the last output (the monitor sees records up to its fetch wait late: reading
+        /proc at the start too would miss the first part of a short drain)."""
         self.publish(work.rows(n))
         worker = self.start_worker(noop=noop)
         self.wait("worker start (joining group, compiling)", lambda: self.ready_split(1), 300)
-        cpu_start = _cpu_s(worker.proc.pid)
-        start_ms = min(ms for ms, _ in self.seen.ready.values())
+        ready = self.seen.ready[worker.proc.pid]
+        cpu_start, start_ms = ready.cpu_s, ready.broker_ms
         self.wait("drain", lambda: (self.seen.progress if noop else self.seen.outputs) >= n, 600)
         cpu = _cpu_s(worker.proc.pid) - cpu_start
         return Drain(n / max((self.seen.last_output_ms - start_ms) / 1000.0, 1e-3), cpu / n * 1e6, worker)
