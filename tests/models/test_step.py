@@ -378,6 +378,28 @@ def test_batch_equals_one_series_at_a_time() -> None:
     assert int(unstack_state(batch, 1).rejected) == 0  # a stale tick is a no-op, counters included
 
 
+def test_the_backtest_scan_runs_as_one_compiled_loop_and_matches_the_step() -> None:
+    """native/__init__.py's XLA flags let the back-test's scan be emitted as one function (4x its
+    ticks/s): an op that blocks that (a sort, a scatter, a custom fusion) would quietly undo it."""
+    from models.backtest import _scan, backtest
+
+    rng = np.random.default_rng(3)
+    ts = np.arange(1, 81, dtype=np.int64) * 60 * 10**9
+    values = 50.0 + rng.standard_normal(80).cumsum()
+    text = _scan(CFG, False).lower(init_state(CFG), ts, values).compile().as_text()
+    entry = text[text.index("ENTRY"):]
+    entry = entry[:entry.index("\n}")]
+    assert 'xla_cpu_small_call="true"' in entry and " while(" not in entry
+    result = backtest(ts, values, CFG)
+    state = init_state(CFG)
+    for t in range(len(values) - 1):  # a back-test's row t + 1 holds the forecast made after row t
+        state, r = step(state, int(ts[t]), float(values[t]))
+        np.testing.assert_allclose(result.prediction[t + 1], float(r.prediction), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(result.upper[t + 1], float(r.upper), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(result.weights[t + 1], np.asarray(r.weights), rtol=1e-12, atol=1e-12)
+        assert result.anomaly_score[t] == pytest.approx(float(r.anomaly_score), rel=1e-9, abs=1e-12)
+
+
 # --- calibration on real data ---
 
 
