@@ -3,7 +3,8 @@
 Faust hard-codes `fetch_max_wait_ms=1500` for its worker consumer. On tansu a waiting fetch is only
 answered when that wait runs out (KAFKA-NOTES.md quirk C), so every message would wait up to 1.5 s.
 `USPApp` swaps in a consumer thread that sets the configured wait on the aiokafka consumer before it
-starts. It also reads the changelog ends that table recovery stops at from a fetch's high watermark
+starts, as the floor of a wait that grows while tansu cuts fetches short (`streams.fetch_wait`).
+It also reads the changelog ends that table recovery stops at from a fetch's high watermark
 (`streams.ends`): tansu's ListOffsets answers short of the end after a multi-record batch (quirk B).
 Nothing else about Faust's consumer changes.
 """
@@ -29,6 +30,7 @@ from faust.types import TP, TopicT, TransportT
 from models.config import USPConfig
 from streams import topics
 from streams.ends import true_end_offsets
+from streams.fetch_wait import FetchWait, adapt_fetch_wait
 from streams.kafka import broker_url
 from streams.store import URL as CHANGELOG_BACKED_STORE
 
@@ -38,7 +40,8 @@ STATE_TABLE = "usp-series-state"
 class _USPConsumerThread(AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Transport) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = getattr(self.app, "fetch_max_wait_ms", 1500)
+        # The configured wait is the floor; it grows while tansu cuts fetches short (quirk E).
+        adapt_fetch_wait(consumer, FetchWait(getattr(self.app, "fetch_max_wait_ms", 1500)))
         return consumer
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
