@@ -14,31 +14,40 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.broker import EmbeddedBroker
-from streams.fetch_wait import DECAY, FetchWait, adapt_fetch_wait
+from streams.fetch_wait import OUT_OF_TIME, FetchWait, adapt_fetch_wait
 from streams.kafka import bootstrap_servers, ensure_topics
 
 TOPIC = "usp.test-fetch-wait"
 BATCHES = 6_000  # one record each: reading them costs tansu several ms, far past a 1 ms wait
 
 
-def test_a_cut_doubles_the_wait_up_to_the_cap() -> None:
+def test_a_fetch_out_of_time_doubles_the_wait_up_to_the_cap() -> None:
     wait = FetchWait(floor_ms=20, cap_ms=300)
     assert wait.wait_ms == 20
-    assert [wait.observe(cut_short=True, had_data=False) for _ in range(5)] == [40, 80, 160, 300, 300]
-    assert wait.cut_short == 5
+    grown = [wait.observe(starved=True, had_data=False, round_trip_ms=wait.wait_ms) for _ in range(5)]
+    assert grown == [40, 80, 160, 300, 300]
+    assert wait.out_of_time == 5
 
 
-def test_complete_fetches_decay_slowly_and_empty_ones_fast_both_down_to_the_floor() -> None:
+def test_a_starved_partition_in_a_quick_answer_is_a_byte_limit_not_a_reason_to_wait() -> None:
+    wait = FetchWait(floor_ms=20, cap_ms=1_000)
+    wait.observe(starved=True, had_data=True, round_trip_ms=25)
+    wait.observe(starved=True, had_data=True, round_trip_ms=45)
+    assert wait.wait_ms == 80
+    assert wait.observe(starved=True, had_data=True, round_trip_ms=30) == 60  # < 0.8 x 80: complete
+    assert wait.out_of_time == 2
+
+
+def test_data_brings_the_wait_down_to_twice_its_round_trip_and_nothing_halves_it() -> None:
     wait = FetchWait(floor_ms=10, cap_ms=1_000)
     for _ in range(6):
-        wait.observe(cut_short=True, had_data=True)
+        wait.observe(starved=True, had_data=True, round_trip_ms=wait.wait_ms)
     assert wait.wait_ms == 640
-    assert wait.observe(cut_short=False, had_data=True) == round(640 * DECAY)
-    assert wait.observe(cut_short=False, had_data=False) == round(640 * DECAY / 2)
-    for _ in range(20):
-        wait.observe(cut_short=False, had_data=False)
-    assert wait.wait_ms == 10
-    assert wait.cut_short == 6
+    assert wait.observe(starved=False, had_data=True, round_trip_ms=400) == 640  # never raised by data
+    assert wait.observe(starved=False, had_data=True, round_trip_ms=100) == 200
+    assert wait.observe(starved=False, had_data=False, round_trip_ms=200) == 100
+    assert wait.observe(starved=False, had_data=True, round_trip_ms=1) == 10  # not below the floor
+    assert wait.out_of_time == 6
 
 
 def test_a_floor_above_the_cap_is_refused() -> None:
@@ -47,14 +56,16 @@ def test_a_floor_above_the_cap_is_refused() -> None:
 
 
 @given(st.integers(1, 200), st.integers(0, 2_000),
-       st.lists(st.tuples(st.booleans(), st.booleans()), max_size=200))
-def test_the_wait_stays_within_floor_and_cap(floor: int, extra: int, outcomes: list[tuple[bool, bool]]) -> None:
+       st.lists(st.tuples(st.booleans(), st.booleans(), st.floats(0, 5_000)), max_size=200))
+def test_the_wait_stays_within_floor_and_cap_and_grows_only_out_of_time(
+        floor: int, extra: int, outcomes: list[tuple[bool, bool, float]]) -> None:
     wait = FetchWait(floor_ms=floor, cap_ms=floor + extra)
-    for cut, data in outcomes:
+    for starved, data, round_trip in outcomes:
         before = wait.wait_ms
-        after = wait.observe(cut, data)
+        out_of_time = starved and round_trip >= OUT_OF_TIME * before
+        after = wait.observe(starved, data, round_trip)
         assert floor <= after <= floor + extra
-        assert (after >= before) if cut else (after <= before)
+        assert (after >= before) if out_of_time else (after <= before)
 
 
 @pytest.fixture(scope="module")
@@ -103,5 +114,5 @@ def test_a_fixed_wait_shorter_than_reading_the_partition_reads_nothing(small_bat
 def test_the_adaptive_wait_reads_every_record(small_batches: str) -> None:
     wait = FetchWait(floor_ms=1)
     assert asyncio.run(read(small_batches, wait, budget_s=60)) == BATCHES
-    assert wait.cut_short >= 1  # it had to grow to get there
+    assert wait.out_of_time >= 1  # it had to grow to get there
     assert wait.wait_ms > 1
