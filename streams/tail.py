@@ -13,6 +13,7 @@ import aiokafka
 from kafka import KafkaConsumer, TopicPartition
 
 from models.config import StreamsConfig
+from streams.fetch_wait import FetchWait, adapt_fetch_wait
 from streams.kafka import bootstrap_servers, make_consumer
 
 
@@ -105,6 +106,8 @@ async def _follow(url: str, topics: tuple[str, ...], on_record: Callable[[str, F
     consumer = aiokafka.AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers(url), group_id=None, enable_auto_commit=False,
         auto_offset_reset="earliest", fetch_max_wait_ms=fetch_max_wait_ms, client_id="usp-monitor")
+    # From the beginning of a long-lived topic of small batches, a fixed wait can starve (quirk E).
+    adapt_fetch_wait(consumer, FetchWait(fetch_max_wait_ms, max(1_000, fetch_max_wait_ms)))
     await consumer.start()
     try:
         tps = [aiokafka.TopicPartition(topic, p) for topic in topics
