@@ -40,16 +40,21 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.consumer.fetcher import READ_COMMITTED, FetchResult
 from aiokafka.structs import TopicPartition
 
 #: A starved fetch counts as out of time when its round trip took this share of its wait or more.
 OUT_OF_TIME = 0.8
+#: The longest wait unless the floor is longer: reading a partition of a million batches (quirk D).
+CAP_MS = 1_000
 
 
 class FetchWait:
     """The wait (ms) for a consumer's next fetch, from what its last fetch came back with."""
 
-    def __init__(self, floor_ms: int, cap_ms: int = 1_000) -> None:
+    def __init__(self, floor_ms: int, cap_ms: int | None = None) -> None:
+        if cap_ms is None:
+            cap_ms = max(CAP_MS, floor_ms)
         if not 1 <= floor_ms <= cap_ms:
             raise ValueError(f"need 1 <= floor_ms <= cap_ms, got {floor_ms} and {cap_ms}")
         self.floor_ms = floor_ms
@@ -61,12 +66,14 @@ class FetchWait:
     def wait_ms(self) -> int:
         return round(self._wait)
 
-    def observe(self, starved: bool, had_data: bool, round_trip_ms: float) -> int:
+    def observe(self, starved: bool, had_data: bool, round_trip_ms: float, sent_wait_ms: int | None = None) -> int:
         """Take one fetch's outcome; returns the wait for the next fetch.
 
         `starved`: a partition came back empty although it had records past the fetch offset.
+        `sent_wait_ms`: the wait that fetch carried (default: the current one).
         """
-        if starved and round_trip_ms >= OUT_OF_TIME * self.wait_ms:  # the wait the fetch was sent with
+        sent = self.wait_ms if sent_wait_ms is None else sent_wait_ms
+        if starved and round_trip_ms >= OUT_OF_TIME * sent:
             self.out_of_time += 1
             self._wait *= 2.0
         elif had_data:
@@ -78,30 +85,33 @@ class FetchWait:
 
 
 def fetch_outcome(request: Any, assignment: Any, buffered: dict[TopicPartition, Any],
-                  sent_ms: int) -> tuple[bool, bool]:
-    """(starved, had data) of a fetch sent at `sent_ms` that aiokafka's fetcher has just taken in.
+                  stamps_before: dict[TopicPartition, int | None], read_committed: bool) -> tuple[bool, bool, bool]:
+    """(answered, starved, had data) of a fetch that aiokafka's fetcher has just taken in.
 
-    A partition came back with data when the fetcher now buffers records for it; it was starved
-    when it came back without any while the high watermark the same response reported lies past
-    the offset it was fetched from. The fetcher stamps a partition's state when it takes in an
-    answer for it, so an older stamp (a failed fetch) or a moved position (an answer the fetcher
-    discarded) says nothing about this fetch.
+    The fetcher stamps a partition's state when it takes in an answer for it, so a partition whose
+    stamp did not move since before the fetch was not answered by it (a failed or cancelled fetch, a
+    discarded answer): such a fetch says nothing. A partition came back with data when the fetcher now
+    buffers records for it (not an error); it was starved when it came back without any although the
+    end the same answer reported (the high watermark, or the last stable offset when reading committed
+    records) lies past the offset it was fetched from, at the consumer's unchanged position.
     """
-    starved = data = False
+    answered = starved = data = False
     if not assignment.active:
-        return starved, data
+        return answered, starved, data
     for topic, partitions in request.topics:
         for partition, offset, *_ in partitions:
             tp = TopicPartition(topic, partition)
-            if tp in buffered:
+            state = assignment.state_value(tp)
+            if state is None or state.timestamp is None or state.timestamp == stamps_before.get(tp):
+                continue
+            answered = True
+            if isinstance(buffered.get(tp), FetchResult):
                 data = True
                 continue
-            state = assignment.state_value(tp)
-            if (state is not None and state.timestamp is not None and state.timestamp >= sent_ms
-                    and state.has_valid_position and state.position == offset
-                    and state.highwater is not None and state.highwater > offset):
+            end = state.lso if read_committed else state.highwater
+            if state.has_valid_position and state.position == offset and end is not None and end > offset:
                 starved = True
-    return starved, data
+    return answered, starved, data
 
 
 def adapt_fetch_wait(consumer: AIOKafkaConsumer, wait: FetchWait) -> None:
@@ -109,23 +119,36 @@ def adapt_fetch_wait(consumer: AIOKafkaConsumer, wait: FetchWait) -> None:
 
     aiokafka builds its fetcher in `start()` and reads the fetcher's `_fetch_max_wait_ms` for every
     request it builds, so the hook wraps `start` to wrap the new fetcher's handler of a response.
-    These are aiokafka internals (0.14, pinned in pyproject.toml): tests/streams/test_fetch_wait.py
-    fails if they move.
+    These are aiokafka internals (0.14, pinned in pyproject.toml): if they move, `start` stops the
+    consumer and raises, and tests/streams/test_fetch_wait.py fails.
     """
     consumer._fetch_max_wait_ms = wait.wait_ms
     start: Callable[[], Awaitable[None]] = consumer.start
 
     async def start_then_adapt() -> None:
         await start()
-        fetcher = consumer._fetcher
-        handle = fetcher._proc_fetch_request
+        try:
+            fetcher = consumer._fetcher
+            handle = fetcher._proc_fetch_request
+            read_committed = fetcher._isolation_level == READ_COMMITTED
+        except AttributeError:  # aiokafka moved its internals: say so rather than run unadapted
+            await consumer.stop()
+            raise
 
         async def take(assignment: Any, node_id: int, request: Any) -> bool:
-            sent_ms = int(1000 * time.time())  # the fetcher's own stamp, in its units
+            stamps = {}
+            if assignment.active:
+                for topic, partitions in request.topics:
+                    for partition, *_ in partitions:
+                        tp = TopicPartition(topic, partition)
+                        state = assignment.state_value(tp)
+                        stamps[tp] = None if state is None else state.timestamp
             began = time.monotonic()
             needs_wakeup: bool = await handle(assignment, node_id, request)
-            starved, data = fetch_outcome(request, assignment, fetcher._records, sent_ms)
-            fetcher._fetch_max_wait_ms = wait.observe(starved, data, 1000 * (time.monotonic() - began))
+            answered, starved, data = fetch_outcome(request, assignment, fetcher._records, stamps, read_committed)
+            if answered:
+                fetcher._fetch_max_wait_ms = wait.observe(starved, data, 1000 * (time.monotonic() - began),
+                                                          getattr(request, "_max_wait_ms", None))
             return needs_wakeup
 
         fetcher._proc_fetch_request = take

@@ -107,7 +107,7 @@ async def _follow(url: str, topics: tuple[str, ...], on_record: Callable[[str, F
         bootstrap_servers=bootstrap_servers(url), group_id=None, enable_auto_commit=False,
         auto_offset_reset="earliest", fetch_max_wait_ms=fetch_max_wait_ms, client_id="usp-monitor")
     # From the beginning of a long-lived topic of small batches, a fixed wait can starve (quirk E).
-    adapt_fetch_wait(consumer, FetchWait(fetch_max_wait_ms, max(1_000, fetch_max_wait_ms)))
+    adapt_fetch_wait(consumer, FetchWait(fetch_max_wait_ms))
     await consumer.start()
     try:
         tps = [aiokafka.TopicPartition(topic, p) for topic in topics

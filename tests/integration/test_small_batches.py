@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from agents.supervise import ChildProcess
@@ -38,9 +39,11 @@ def publish_one_batch_each(url: str) -> None:
     asyncio.run(go())
 
 
+@pytest.mark.timeout(480)  # 12,000 acknowledged sends, a worker start, its drain
 def test_a_backlog_of_one_record_batches_is_read_with_a_1_ms_fetch_wait(
         broker: EmbeddedBroker, collector: Collector, config_file: Path,
         start_worker: Callable[[str], ChildProcess]) -> None:
+    assert PARTITIONS == 4  # the batches per partition above assume it
     config_file.write_text(config_file.read_text().replace(
         "[streams]\n", "[streams]\nfetch_max_wait_ms = 1\n"))
     publish_one_batch_each(broker.url)
@@ -49,4 +52,3 @@ def test_a_backlog_of_one_record_batches_is_read_with_a_1_ms_fetch_wait(
                        f"{SERIES * TICKS} predictions", worker)
     assert len(collector.records[PREDICTIONS]) == SERIES * TICKS
     assert collector.records[DEADLETTER] == []
-    assert PARTITIONS == 4  # the batches per partition above assume it

@@ -6,19 +6,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.consumer.fetcher import FetchResult
 from aiokafka.structs import TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.broker import EmbeddedBroker
-from streams.fetch_wait import OUT_OF_TIME, FetchWait, adapt_fetch_wait
+from streams.fetch_wait import CAP_MS, OUT_OF_TIME, FetchWait, adapt_fetch_wait, fetch_outcome
 from streams.kafka import bootstrap_servers, ensure_topics
 
 TOPIC = "usp.test-fetch-wait"
-BATCHES = 6_000  # one record each: reading them costs tansu several ms, far past a 1 ms wait
+BATCHES = 10_000  # one record each: reading them costs tansu 5-10 ms, far past a 1 ms wait
 
 
 def test_a_fetch_out_of_time_doubles_the_wait_up_to_the_cap() -> None:
@@ -50,9 +53,50 @@ def test_data_brings_the_wait_down_to_twice_its_round_trip_and_nothing_halves_it
     assert wait.out_of_time == 6
 
 
-def test_a_floor_above_the_cap_is_refused() -> None:
+def test_a_floor_above_the_cap_is_refused_and_the_default_cap_never_below_the_floor() -> None:
     with pytest.raises(ValueError, match="floor_ms <= cap_ms"):
         FetchWait(floor_ms=50, cap_ms=20)
+    assert FetchWait(floor_ms=20).cap_ms == CAP_MS
+    assert FetchWait(floor_ms=1_500).cap_ms == 1_500  # Faust's own 1,500 ms, config allows 10,000
+    assert FetchWait(floor_ms=1_500).observe(True, False, 1_500) == 1_500
+
+
+def test_out_of_time_is_judged_against_the_wait_the_fetch_carried() -> None:
+    wait = FetchWait(floor_ms=20)
+    wait.observe(starved=True, had_data=False, round_trip_ms=20)
+    assert wait.wait_ms == 40
+    assert wait.observe(starved=True, had_data=False, round_trip_ms=20, sent_wait_ms=20) == 80
+
+
+def state(stamp: int | None, position: int = 10, highwater: int | None = 15, lso: int | None = 15) -> Any:
+    return SimpleNamespace(timestamp=stamp, has_valid_position=True, position=position,
+                           highwater=highwater, lso=lso)
+
+
+def outcome(states: dict[int, Any], before: dict[int, int | None], buffered: dict[int, Any] | None = None,
+            read_committed: bool = False, active: bool = True) -> tuple[bool, bool, bool]:
+    """fetch_outcome for a fetch of partitions 0.. of topic t, each from offset 10."""
+    tps = {p: TopicPartition("t", p) for p in states}
+    assignment = SimpleNamespace(active=active, state_value=lambda tp: states[tp.partition])
+    request = SimpleNamespace(topics=[("t", [(p, 10, 1 << 20) for p in states])])
+    return fetch_outcome(request, assignment, {tps[p]: v for p, v in (buffered or {}).items()},
+                         {tps[p]: v for p, v in before.items()}, read_committed)
+
+
+def test_a_fetch_outcome_reads_only_what_this_fetch_answered() -> None:
+    records = FetchResult.__new__(FetchResult)  # only its type matters here
+    # answered: 0 with records, 1 starved; 2 kept its old stamp (not in this answer)
+    assert outcome({0: state(5), 1: state(5), 2: state(3)}, {0: 3, 1: 3, 2: 3}, {0: records}) == (True, True, True)
+    # nothing restamped (a failed, cancelled or discarded fetch): says nothing
+    assert outcome({0: state(3), 1: state(3)}, {0: 3, 1: 3}) == (False, False, False)
+    assert outcome({0: state(5)}, {0: 3}, active=False) == (False, False, False)
+    # caught up, or the position moved since (the fetcher dropped the answer): not starved
+    assert outcome({0: state(5, highwater=10)}, {0: 3}) == (True, False, False)
+    assert outcome({0: state(5, position=12)}, {0: 3}) == (True, False, False)
+    # an error buffered for a partition is not data
+    assert outcome({0: state(5)}, {0: 3}, {0: object()}) == (True, True, False)
+    # reading committed records, the end is the last stable offset
+    assert outcome({0: state(5, lso=10)}, {0: 3}, read_committed=True) == (True, False, False)
 
 
 @given(st.integers(1, 200), st.integers(0, 2_000),
@@ -115,4 +159,3 @@ def test_the_adaptive_wait_reads_every_record(small_batches: str) -> None:
     wait = FetchWait(floor_ms=1)
     assert asyncio.run(read(small_batches, wait, budget_s=60)) == BATCHES
     assert wait.out_of_time >= 1  # it had to grow to get there
-    assert wait.wait_ms > 1
