@@ -10,7 +10,7 @@ longer than the wait on its own, the consumer reads nothing at all from it, ever
 A wait cannot simply be set high, because tansu also holds a fetch that finds no data for its whole
 wait (quirk C), which sets the latency of a quiet stream. So the wait follows what the broker needs:
 a fetch that ran out of time (a partition came back empty while it had records, and the answer took
-the whole wait) doubles it, up to a cap; a fetch that came back with data sets it to twice that
+nearly all of its wait: `OUT_OF_TIME`) doubles it, up to a cap; a fetch that came back with data sets it to twice that
 fetch's round trip if that is less (the broker read every partition in that time, so twice it is
 ample); a fetch that found nothing to read halves it (the broker read no partition, so its round
 trip says nothing of the reading cost). A partition left empty by the fetch's byte limit comes back
@@ -114,6 +114,19 @@ def fetch_outcome(request: Any, assignment: Any, buffered: dict[TopicPartition, 
     return answered, starved, data
 
 
+def stamps_of(request: Any, assignment: Any) -> dict[TopicPartition, int | None]:
+    """The fetcher's stamp on each partition of `request` (None: none yet), taken before it is sent."""
+    if not assignment.active:
+        return {}
+    stamps: dict[TopicPartition, int | None] = {}
+    for topic, partitions in request.topics:
+        for partition, *_ in partitions:
+            tp = TopicPartition(topic, partition)
+            state = assignment.state_value(tp)
+            stamps[tp] = None if state is None else state.timestamp
+    return stamps
+
+
 def adapt_fetch_wait(consumer: AIOKafkaConsumer, wait: FetchWait) -> None:
     """Make `consumer` (not yet started) fetch with `wait`'s adaptive wait.
 
@@ -136,13 +149,7 @@ def adapt_fetch_wait(consumer: AIOKafkaConsumer, wait: FetchWait) -> None:
             raise
 
         async def take(assignment: Any, node_id: int, request: Any) -> bool:
-            stamps = {}
-            if assignment.active:
-                for topic, partitions in request.topics:
-                    for partition, *_ in partitions:
-                        tp = TopicPartition(topic, partition)
-                        state = assignment.state_value(tp)
-                        stamps[tp] = None if state is None else state.timestamp
+            stamps = stamps_of(request, assignment)
             began = time.monotonic()
             needs_wakeup: bool = await handle(assignment, node_id, request)
             answered, starved, data = fetch_outcome(request, assignment, fetcher._records, stamps, read_committed)
