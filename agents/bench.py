@@ -238,7 +238,7 @@ class Stack(contextlib.ExitStack):
 
         The rows go through the workers' own batching producer (`streams.output`), not kafka-python's:
         the bench's load shares the 2 cores with what it measures, and kafka-python's producer (pure
-        Python record batches and CRCs, a sender thread woken per record) took 424 µs of CPU per row
+        Python record batches and CRCs, a sender thread woken per record) took 437 µs of CPU per row
         at 1,500 rows/s, two thirds of a core, against 149 µs here (README, "Performance").
         Paced rows join their partition's open batch as they fall due, and the open batches go to the
         sender every `LINGER_S`, as a producer lingering that long sends them.
