@@ -33,10 +33,13 @@ def cmd_backtest(args: argparse.Namespace, console: Console) -> int:
         return 2
     report = CsvReport()
     try:
-        rows = list(read_csv(path, path.stem, report))
+        rows = list(read_csv(path, path.stem, report, pre_epoch=True))
     except ValueError as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         return 2
+    if report.guessed:
+        console.print(f"reading column {report.columns[0]!r} as the time and {report.columns[1]!r} as the value",
+                      highlight=False)
     for lineno, why in report.bad[:20]:
         console.print(f"[yellow]skipped line {lineno}:[/] {why}", highlight=False)
     if len(report.bad) > 20:

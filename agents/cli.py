@@ -111,6 +111,9 @@ def cmd_publish(args: argparse.Namespace, console: Console) -> int:
                                 limit=args.limit,
                                 on_sent=lambda row, wall: progress.advance(task))
         producer.close(5)
+    if report.guessed:
+        console.print(f"read column {report.columns[0]!r} as the time and {report.columns[1]!r} as the value",
+                      highlight=False)
     for lineno, why in report.bad[:10]:
         console.print(f"[yellow]skipped line {lineno}:[/] {why}", highlight=False)
     print(orjson.dumps({"series_id": series_id, "published": sent, "skipped_rows": len(report.bad)}).decode())
@@ -195,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("publish", "Publish a timestamp,value CSV to usp.observations.",
             "usp publish data.csv --series-id cpu-1 --rate 100 --broker kafka://127.0.0.1:9092")
-    p.add_argument("file", help="CSV with a 'timestamp,value' header")
+    p.add_argument("file", help="CSV with time and value columns, e.g. a 'timestamp,value' header (see README)")
     p.add_argument("--series-id", help="series id (default: the file name without extension)")
     p.add_argument("--rate", type=float, help="observations per second (default: as fast as possible)")
     p.add_argument("--limit", type=int, help="publish at most N rows")
@@ -206,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("backtest", "Run a timestamp,value CSV through the predictor offline; writes one row per input "
             "row (forecast made from earlier rows only) and prints a JSON summary as the last line.",
             "usp backtest data.csv --output out.csv --config config.toml")
-    p.add_argument("file", help="CSV with a 'timestamp,value' header; bad rows are reported and skipped")
+    p.add_argument("file", help="CSV with time and value columns, e.g. a 'timestamp,value' header (see README); "
+                                    "bad rows are reported and skipped")
     p.add_argument("--output", "-o", required=True, help="where to write the per-row CSV")
     config_arg(p)
     p.set_defaults(func=cmd_backtest)

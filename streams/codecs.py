@@ -48,12 +48,19 @@ def validator(name: str) -> Callable[[Any], Any]:
     return compiled
 
 
-def parse_ts(ts: str | int | float) -> int:
+def parse_ts(ts: str | int | float, *, pre_epoch: bool = False) -> int:
     """Normalise an RFC 3339 string or an epoch number to epoch ns (ValueError if impossible).
 
     Epoch numbers are read by magnitude: below 1e11 seconds, below 1e14 milliseconds, below 1e17
     microseconds, else nanoseconds. RFC 3339 requires a UTC offset; a string without one is refused
     rather than guessed.
+
+    The stream's contract (schemas/) is epoch ns >= 0. `pre_epoch` admits strings back to 1677 (int64
+    ns) for back-tests of historical records (yearly or monthly data from the 1800s): the step only
+    compares stamps and takes their phase with a floor modulo, so negative ns are fine there.
+
+    >>> parse_ts("1949-01-01T00:00:00Z", pre_epoch=True) == -662_688_000 * 10**9
+    True
 
     >>> parse_ts("1970-01-01T00:00:01Z"), parse_ts(1), parse_ts(1.5)
     (1000000000, 1000000000, 1500000000)
@@ -84,8 +91,10 @@ def parse_ts(ts: str | int | float) -> int:
             scale = 1
         whole = int(ts)  # split so float seconds keep ns precision: 1.7e9 * 1e9 exceeds 2**53
         ns = whole * scale + (0 if isinstance(ts, int) else round((ts - whole) * scale))
-    if not 0 <= ns <= _INT64_MAX:
-        raise ValueError(f"ts {ts!r} is outside the epoch-ns range")
+    if not (-_INT64_MAX if pre_epoch else 0) <= ns <= _INT64_MAX:
+        if ns < 0 and not pre_epoch:
+            raise ValueError(f"ts {ts!r} is before 1970: the stream takes epoch ns >= 0 (usp backtest reads it)")
+        raise ValueError(f"ts {ts!r} is outside the epoch-ns range (1677-2262)")
     return ns
 
 

@@ -33,6 +33,25 @@ def test_every_subcommand_help_has_an_example() -> None:
         assert f"usp {name}" in p.format_help(), name
 
 
+def test_backtest_reads_a_historical_spreadsheet_export(tmp_path: Path) -> None:
+    """Monthly records from 1949 (before the stream's epoch), a byte-order mark and column names of
+    their own, as an analyst's CSV arrives: every row is back-tested, the stamps are kept."""
+    months = [f"{1949 + i // 12}-{i % 12 + 1:02d}" for i in range(144)]
+    values = [100 + i + 20 * ((i % 12) in (5, 6, 7)) for i in range(144)]
+    path = tmp_path / "airline.csv"
+    rows = "".join(f"{m},{v}\r\n" for m, v in zip(months, values, strict=True))
+    path.write_text("\ufeffMonth,#Passengers\r\n" + rows, encoding="utf-8")
+    out = tmp_path / "out.csv"
+    result = usp("backtest", str(path), "--output", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "'Month' as the time and '#Passengers' as the value" in (result.stdout + result.stderr).replace("\n", " ")
+    summary = orjson.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["rows"] == 144 and summary["bad_rows"] == 0 and summary["refused"] == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == 145 and lines[1].startswith("1949-01-01T00:00:00Z,100.0,")
+    assert lines[-1].startswith("1960-12-01T00:00:00Z,")
+
+
 @pytest.mark.integration
 def test_usp_run_ends_with_the_summary_line() -> None:
     result = usp("run", "--max-observations", "400")

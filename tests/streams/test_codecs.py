@@ -72,6 +72,17 @@ def test_parse_ts_refuses(ts: object) -> None:
         codecs.parse_ts(ts)  # type: ignore[arg-type]
 
 
+def test_parse_ts_before_1970_only_when_asked() -> None:
+    with pytest.raises(ValueError, match="before 1970"):
+        codecs.parse_ts("1969-12-31T23:59:59Z")
+    assert codecs.parse_ts("1969-12-31T23:59:59Z", pre_epoch=True) == -10**9
+    assert codecs.parse_ts("1677-09-22T00:00:00Z", pre_epoch=True) < -9.2e18
+    with pytest.raises(ValueError, match="1677"):
+        codecs.parse_ts("1600-01-01T00:00:00Z", pre_epoch=True)
+    with pytest.raises(ValueError):
+        codecs.parse_ts(-1, pre_epoch=True)  # a negative epoch number stays refused: its unit is a guess
+
+
 def test_encoders_produce_schema_valid_messages() -> None:
     pred = codecs.prediction_dict("s1", 5, 1.0, 0.5, 1.5, weights=(1, 0, 0, 0), mode="inference",
                                   regime_change=False, cusum_statistic=0.0, cusum_threshold=0.0,
