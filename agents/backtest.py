@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from models.backtest import backtest, summarize
 from models.config import load_config
 from models.step import MODE_NAMES, REASON_NAMES
-from streams.publish import CsvReport, read_csv
+from streams.csv_input import CsvReport, read_csv
 
 COLUMNS = ("timestamp", "value", "prediction", "lower", "upper", "anomaly_score", "regime_change", "mode",
            "w_a", "w_b", "w_c", "w_d", "cusum", "cusum_threshold", "status")

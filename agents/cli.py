@@ -99,6 +99,11 @@ def cmd_publish(args: argparse.Namespace, console: Console) -> int:
     if args.limit is not None:
         total = min(total, args.limit)
     report = CsvReport()
+    try:
+        rows = read_csv(path, series_id, report)
+    except (ValueError, OSError) as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        return 2
     with broker_for(args.broker, console) as url:
         ensure_topics(url, config.streams.partitions)
         producer = make_producer(url, config.streams)
@@ -107,7 +112,7 @@ def cmd_publish(args: argparse.Namespace, console: Console) -> int:
                             disable=not console.is_terminal)
         with progress:
             task = progress.add_task("publish", total=total, rate="")
-            sent = publish_rows(producer, read_csv(path, series_id, report), rate=args.rate,
+            sent = publish_rows(producer, rows, rate=args.rate,
                                 limit=args.limit,
                                 on_sent=lambda row, wall: progress.advance(task))
         producer.close(5)

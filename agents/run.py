@@ -121,7 +121,10 @@ def run(
     stats = RunStats()
     stop = threading.Event()
     report = CsvReport()
-    rows = (read_csv(input_csv, series_id or input_csv.stem, report) if input_csv else demo_rows(report))
+    try:
+        rows = (read_csv(input_csv, series_id or input_csv.stem, report) if input_csv else demo_rows(report))
+    except (ValueError, OSError) as exc:
+        raise RunError(str(exc)) from exc
     data_dir = Path(tempfile.mkdtemp(prefix="usp-run-"))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -52,6 +52,14 @@ def test_backtest_reads_a_historical_spreadsheet_export(tmp_path: Path) -> None:
     assert lines[-1].startswith("1960-12-01T00:00:00Z,")
 
 
+def test_publish_refuses_a_file_without_time_and_value_columns_before_starting_anything(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("a,b,c\n2024-01-01,1,2\n")
+    result = usp("publish", str(path), "--broker", "kafka://127.0.0.1:9")  # nothing listens there
+    assert result.returncode == 2
+    assert "expected a header with a time column" in result.stdout + result.stderr
+
+
 @pytest.mark.integration
 def test_usp_run_ends_with_the_summary_line() -> None:
     result = usp("run", "--max-observations", "400")
