@@ -2,7 +2,8 @@
 usp.deadletter, usp.events.
 
 Per micro-batch: decode everything, refuse bad records to the deadletter topic with their raw bytes,
-group the rest by series (order kept), run the rounds through the compiled batched step, write each
+group the rest by series (order kept), run the rounds through the compiled batched step (a few busy
+series each through one compiled scan of their ticks instead), write each
 series' state once, and send one prediction per accepted observation. A tick the step refuses (stale,
 frozen, outlier, out_of_range, non_finite) goes to the deadletter topic with the step's reason; a CUSUM
 alarm and every change of a series' degraded flag also go to usp.events. A bug in here must not crash
@@ -22,7 +23,7 @@ import numpy as np
 from faust.types import TP, EventT, TopicT
 
 from agents.ready import announce_ready
-from models.batching import TickOutcome, run_round_rows, warm_up
+from models.batching import TickOutcome, run_round_rows, run_series_rows, warm_up
 from models.config import PredictorConfig, USPConfig
 from models.state import SeriesState, rows_leaf, state_from_bytes, state_rows
 from models.step import MODE_NAMES, REASON_NAMES, REASON_STALE
@@ -34,6 +35,13 @@ from streams.take import HeapTrimmer, adaptive_take_events, batch_sizer, freeze_
 from streams.topics import DEADLETTER, EVENTS, PREDICTIONS
 
 log = logging.getLogger(__name__)
+
+#: A series with at least this many ticks in a micro-batch goes through `run_series_rows` (one compiled
+#: scan per 32 ticks) rather than one round call per tick, when at most SCAN_MAX_SERIES series are that
+#: busy: a round costs about half a millisecond whether it steps 1 series or 16, so rounds pay for
+#: many series side by side (a backlog of many series), scans for a few with many ticks each.
+SCAN_MIN_TICKS = 8
+SCAN_MAX_SERIES = 8
 
 
 @dataclass
@@ -100,7 +108,8 @@ class PredictProcessor:
         self.warm_up_s: float | None = None
 
     def warm_up(self) -> dict[int, float]:
-        """Compile every batch bucket; returns seconds per bucket (their sum is kept in `warm_up_s`)."""
+        """Compile every batch bucket and the one-series scan; returns seconds per bucket (the scan's under
+        -SERIES_SCAN; their sum is kept in `warm_up_s`)."""
         seconds = warm_up(self.predictor)
         self.warm_up_s = sum(seconds.values())
         return seconds
@@ -146,31 +155,50 @@ class PredictProcessor:
         degraded = {sid: bool(flag) for sid, flag in
                     zip(series, rows_leaf(rows, lambda s: s.ingest.degraded, self.predictor).tolist(), strict=True)}
         changed: set[str] = set()
-        depth = max(len(g.ticks) for g in groups.values())
+        # A few series with many ticks each go through one compiled scan apiece; the rest in rounds.
+        busy = [sid for sid in series if len(groups[sid].ticks) >= SCAN_MIN_TICKS]
+        busy = busy if len(busy) <= SCAN_MAX_SERIES else []
+        for sid in busy:
+            group = groups[sid]
+            outcomes, before_rows, after = run_series_rows(rows[row_of[sid]], [t.ts_ns for t in group.ticks],
+                                                           [t.value for t in group.ticks], self.predictor)
+            rows[row_of[sid]] = after
+            for r, (tick, out) in enumerate(zip(group.ticks, outcomes, strict=True)):
+                after_tick = before_rows[r + 1] if r + 1 < len(before_rows) else after
+                await self._outcome(sid, tick, group.events[r], out, before_rows[r], after_tick, degraded, changed)
+        scanned = set(busy)
+        rest = [sid for sid in series if sid not in scanned]
+        depth = max((len(groups[sid].ticks) for sid in rest), default=0)
         for r in range(depth):
-            active = [sid for sid in series if len(groups[sid].ticks) > r]
+            active = [sid for sid in rest if len(groups[sid].ticks) > r]
             ticks = [groups[sid].ticks[r] for sid in active]
             index = [row_of[sid] for sid in active]
             # before_rows: the states before this round, decoded only for a refusal's or alarm's message
             outcomes, before_rows = run_round_rows(rows, index, [t.ts_ns for t in ticks], [t.value for t in ticks],
                                                    self.predictor)
             for k, (sid, tick, out) in enumerate(zip(active, ticks, outcomes, strict=True)):
-                if out.reason != REASON_STALE:  # the step leaves state as it was: no table write
-                    changed.add(sid)
-                if out.accepted:
-                    await self._predict(sid, tick, out)
-                    if out.regime_change:
-                        await self._regime_change(sid, tick, self._decode(before_rows[k]),
-                                                  self._decode(rows[row_of[sid]]), out)
-                else:
-                    reason = REASON_NAMES[out.reason]
-                    detail = refusal_detail(reason, tick, self._decode(before_rows[k]),
-                                            self._decode(rows[row_of[sid]]), self.predictor)
-                    await self._deadletter(groups[sid].events[r], Refusal(reason, detail, sid))
-                if out.degraded != degraded[sid]:
-                    degraded[sid] = out.degraded
-                    await self._degraded_change(sid, tick, out)
+                await self._outcome(sid, tick, groups[sid].events[r], out, before_rows[k], rows[row_of[sid]],
+                                    degraded, changed)
         return {sid: (groups[sid].events[-1], rows[row_of[sid]].tobytes()) for sid in changed}
+
+    async def _outcome(self, sid: str, tick: ObservationIn, event: EventT, out: TickOutcome, before: np.ndarray,
+                       after: np.ndarray, degraded: dict[str, bool], changed: set[str]) -> None:
+        """The messages of one tick: its prediction (and a regime change), or its refusal; a change of
+        degraded mode. `before` / `after` are the series' encoded states around the tick, decoded only
+        for a refusal's or an alarm's message."""
+        if out.reason != REASON_STALE:  # the step leaves state as it was: no table write
+            changed.add(sid)
+        if out.accepted:
+            await self._predict(sid, tick, out)
+            if out.regime_change:
+                await self._regime_change(sid, tick, self._decode(before), self._decode(after), out)
+        else:
+            reason = REASON_NAMES[out.reason]
+            detail = refusal_detail(reason, tick, self._decode(before), self._decode(after), self.predictor)
+            await self._deadletter(event, Refusal(reason, detail, sid))
+        if out.degraded != degraded[sid]:
+            degraded[sid] = out.degraded
+            await self._degraded_change(sid, tick, out)
 
     async def _write_states(self, states: dict[str, tuple[EventT, bytes]]) -> None:
         """One write per changed series: to the table's local store under its source partition (the

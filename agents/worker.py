@@ -69,8 +69,10 @@ def run_worker(settings: WorkerSettings, loglevel: str = "warning", noop: bool =
         app, processor = build_worker_app(settings)
         seconds = processor.warm_up()
         release_free_heap()
-        log.info("compiled %d batch buckets in %.1f s (%s)", len(seconds), sum(seconds.values()),
-                 ", ".join(f"B={size}: {s:.2f} s" for size, s in seconds.items()))
+        log.info("compiled %d batch buckets and the one-series scan in %.1f s (%s)", len(seconds) - 1,
+                 sum(seconds.values()),
+                 ", ".join(f"B={size}: {s:.2f} s" if size > 0 else f"scan of {-size}: {s:.2f} s"
+                           for size, s in seconds.items()))
     log.info("worker on %s, data in %s, web on 127.0.0.1:%d", settings.broker, settings.data_dir,
              settings.web_port)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)

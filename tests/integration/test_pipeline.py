@@ -170,6 +170,20 @@ def test_every_observation_gives_one_prediction_in_order(start_worker, producer,
     assert collector.records[DEADLETTER] == []
 
 
+def test_a_few_busy_series_are_scanned_and_still_match_the_reference(start_worker, producer, collector,
+                                                                     config_file) -> None:
+    """Two series with a backlog of 300 ticks each, published before the worker starts: its
+    micro-batches hold dozens of ticks of each, which go through one compiled scan per series
+    (`agents.predict.SCAN_MIN_TICKS`, `models.batching.run_series_rows`) rather than one round call per
+    tick. The outputs must still be the reference's, in order. (With `run_series_rows` made to raise,
+    this test failed.)"""
+    series = make_series(n_series=2, n_ticks=300, seed=3)
+    publish(producer, series, 0, 300)
+    worker = start_worker("w")
+    wait_for_series(collector, series, config_file, worker)
+    check_against_reference(collector, series, config_file)
+
+
 def test_bad_input_goes_to_deadletter_and_the_worker_keeps_going(start_worker, producer, collector) -> None:
     worker = start_worker("w1")
     good = lambda i: codecs.encode_observation("g", T0 + i, float(i))  # noqa: E731

@@ -107,5 +107,48 @@ def test_refused_tick_still_returns_the_moved_ingest_counters() -> None:
 def test_warm_up_compiles_every_bucket(monkeypatch) -> None:
     monkeypatch.setattr(batching, "BUCKETS", SMALL_BUCKETS)
     seconds = warm_up(CFG)
-    assert list(seconds) == list(SMALL_BUCKETS)
+    assert list(seconds) == [*SMALL_BUCKETS, -batching.SERIES_SCAN]  # the one-series scan too
     assert all(s >= 0 for s in seconds.values())
+
+
+def test_a_series_scanned_in_one_call_matches_its_single_steps() -> None:
+    """`run_series_rows` (one compiled scan per SERIES_SCAN ticks, padding masked) against the un-batched
+    step tick by tick: a frozen run, a stale repeat and a level shift included, over two full scans and
+    a padded one."""
+    n = 2 * batching.SERIES_SCAN + 7
+    rng = np.random.default_rng(4)
+    values = 50.0 + np.cumsum(rng.normal(size=n))
+    values[10:15] = values[10]  # frozen
+    values[40:] += 30.0  # a level shift
+    ts = np.arange(1, n + 1, dtype=np.int64)
+    ts[20] = ts[19]  # stale
+    state = init_state(CFG)
+    expected = []
+    for t in range(n):
+        state, r = single_step()(state, Observation(np.int64(ts[t]), np.float64(values[t])), config=CFG)
+        expected.append(expected_outcome(r))
+    rows, _ = state_rows([None], CFG)  # a new series' row
+    outcomes, before, after = batching.run_series_rows(rows[0], ts.tolist(), values.tolist(), CFG)
+    assert len(outcomes) == n and before.shape == (n, rows.shape[1])
+    for got, exp in zip(outcomes, expected, strict=True):
+        assert_same(got, exp)
+    assert {o.reason for o in outcomes} >= {REASON_OK, REASON_STALE, REASON_FROZEN}
+    final = state_from_bytes(after.tobytes(), CFG)
+    assert np.array_equal(before[0], rows[0])
+    assert (int(final.n_obs), int(final.rejected), int(final.last_ts)) == \
+        (int(state.n_obs), int(state.rejected), int(state.last_ts))
+    assert float(final.prediction) == pytest.approx(float(state.prediction), rel=1e-9)
+
+
+def test_a_scan_in_two_calls_is_the_scan_in_one() -> None:
+    """Padding ticks leave the row as it was: five ticks then the rest give bit for bit what one call
+    gives (the same compiled scan, so no rounding may differ)."""
+    n = 40
+    rng = np.random.default_rng(5)
+    values = np.cumsum(rng.normal(size=n)).tolist()
+    ts = list(range(1, n + 1))
+    rows, _ = state_rows([None], CFG)
+    whole, _, end = batching.run_series_rows(rows[0], ts, values, CFG)
+    first, _, middle = batching.run_series_rows(rows[0], ts[:5], values[:5], CFG)
+    rest, before, end2 = batching.run_series_rows(middle, ts[5:], values[5:], CFG)
+    assert first + rest == whole and np.array_equal(end, end2) and np.array_equal(before[0], middle)
