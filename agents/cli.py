@@ -85,7 +85,7 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_publish(args: argparse.Namespace, console: Console) -> int:
-    from streams.kafka import ensure_topics, make_producer
+    from streams.kafka import ensure_topics
     from streams.publish import CsvReport, publish_rows, read_csv
 
     config = _config(args)
@@ -106,16 +106,14 @@ def cmd_publish(args: argparse.Namespace, console: Console) -> int:
         return 2
     with broker_for(args.broker, console) as url:
         ensure_topics(url, config.streams.partitions)
-        producer = make_producer(url, config.streams)
         progress = Progress(TextColumn("publishing"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console,
                             disable=not console.is_terminal)
         with progress:
             task = progress.add_task("publish", total=total, rate="")
-            sent = publish_rows(producer, rows, rate=args.rate,
+            sent = publish_rows(url, config.streams, rows, rate=args.rate,
                                 limit=args.limit,
                                 on_sent=lambda row, wall: progress.advance(task))
-        producer.close(5)
     if report.guessed:
         console.print(f"read column {report.columns[0]!r} as the time and {report.columns[1]!r} as the value",
                       highlight=False)

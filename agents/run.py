@@ -28,7 +28,7 @@ from agents.supervise import ChildProcess
 from models.config import USPConfig
 from streams import codecs
 from streams.broker import EmbeddedBroker, free_port
-from streams.kafka import ensure_topics, make_producer
+from streams.kafka import ensure_topics
 from streams.publish import CsvReport, Row, demo_path, interleave, publish_rows, read_csv
 from streams.tail import FollowedRecord, follow
 from streams.topics import DEADLETTER, EVENTS, PREDICTIONS
@@ -150,9 +150,6 @@ def run(
         cleanup.callback(monitor.join, 5)
         cleanup.callback(stop.set)
 
-        producer = make_producer(broker.url, config.streams)
-        cleanup.callback(producer.close, 5)
-
         def on_sent(row: Row, wall: float) -> None:
             stats.sent_at[(row.series_id, row.ts_ns)] = wall
             stats.published += 1
@@ -164,7 +161,7 @@ def run(
 
         def publish() -> None:
             try:
-                publish_rows(producer, rows, rate=rate, limit=max_observations, on_sent=on_sent,
+                publish_rows(broker.url, config.streams, rows, rate=rate, limit=max_observations, on_sent=on_sent,
                              should_stop=stop.is_set)
             except Exception as exc:  # reported by the main loop
                 publisher_error.append(exc)
