@@ -12,7 +12,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -58,20 +58,6 @@ def consumer_settings(streams: StreamsConfig) -> dict[str, Any]:
         "heartbeat_interval_ms": int(streams.heartbeat_s * 1000),
         "fetch_max_wait_ms": streams.fetch_max_wait_ms,
     }
-
-
-def make_producer(url: str, streams: StreamsConfig, **overrides: Any) -> KafkaProducer:
-    """A kafka-python producer for USP's JSON messages (keys and values are bytes)."""
-    settings: dict[str, Any] = {
-        "bootstrap_servers": bootstrap_servers(url),
-        "acks": 1,
-        "enable_idempotence": False,  # acks=1 conflicts with it; say so instead of a warning per run
-        "linger_ms": 5,
-        "retries": 5,
-        "client_id": "usp-producer",
-    }
-    settings.update(overrides)
-    return KafkaProducer(**settings)
 
 
 def make_consumer(url: str, streams: StreamsConfig, *topics: str, **overrides: Any) -> KafkaConsumer:

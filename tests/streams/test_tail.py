@@ -9,10 +9,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from kafka import KafkaProducer
 
-from models.config import StreamsConfig
 from streams.broker import EmbeddedBroker
-from streams.kafka import ensure_topics, make_producer
+from streams.kafka import ensure_topics
 from streams.tail import FollowedRecord, follow
 
 TOPICS = ("usp.test-follow-a", "usp.test-follow-b")
@@ -26,7 +26,7 @@ def broker() -> Iterator[EmbeddedBroker]:
 
 
 def test_follow_delivers_every_record_until_stopped(broker: EmbeddedBroker) -> None:
-    producer = make_producer(broker.url, StreamsConfig())
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
     before_ms = int(time.time() * 1000)
     sent = {(topic, b"%s-%d" % (topic.encode(), i)) for topic in TOPICS for i in range(300)}
     for topic, value in sorted(sent):
