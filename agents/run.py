@@ -169,6 +169,8 @@ def run(
                 publisher_done.set()
 
         publisher = threading.Thread(target=publish, daemon=True)
+        # Before the broker stops: the publisher sees `stop`, flushes what it holds and closes its producer.
+        cleanup.callback(lambda: publisher.is_alive() and publisher.join(5))
         live = Live(_status_table(stats, max_observations), console=console, refresh_per_second=4,
                     transient=False) if console.is_terminal else None
         last_line = 0.0

@@ -133,7 +133,7 @@ def run_series_rows(row: np.ndarray, ts_ns: Sequence[int], values: Sequence[floa
     step = _compiled_series(config)
     current = np.ascontiguousarray(row[None, :])
     outcomes: list[TickOutcome] = []
-    before: list[np.ndarray] = []
+    before: list[np.ndarray] = [np.empty((0, len(row)), row.dtype)]  # no ticks: no rows before any
     for start in range(0, len(ts_ns), SERIES_SCAN):
         k = min(SERIES_SCAN, len(ts_ns) - start)
         ts = np.zeros((SERIES_SCAN, 1), np.int64)
@@ -146,7 +146,7 @@ def run_series_rows(row: np.ndarray, ts_ns: Sequence[int], values: Sequence[floa
         current = np.asarray(new)
         before.append(np.asarray(rows_before)[:k, 0])
         outcomes.extend(_outcomes(np.asarray(matrix)[:k, 0], k))
-    return outcomes, np.concatenate(before), current[0]
+    return outcomes, np.concatenate(before), current[0].copy()
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,11 @@ class OutputProducer:
                 bootstrap_servers=bootstrap_servers(self.url), client_id="usp-output", acks=1,
                 linger_ms=0, enable_idempotence=False, max_batch_size=self.streams.producer_max_batch_bytes,
             )
-            await producer.start()
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()  # a failed start still holds a client and its connections
+                raise
             self._producer = producer
 
     async def stop(self) -> None:

@@ -152,3 +152,5 @@ def test_a_scan_in_two_calls_is_the_scan_in_one() -> None:
     first, _, middle = batching.run_series_rows(rows[0], ts[:5], values[:5], CFG)
     rest, before, end2 = batching.run_series_rows(middle, ts[5:], values[5:], CFG)
     assert first + rest == whole and np.array_equal(end, end2) and np.array_equal(before[0], middle)
+    none, no_rows, same = batching.run_series_rows(rows[0], [], [], CFG)
+    assert none == [] and no_rows.shape == (0, rows.shape[1]) and np.array_equal(same, rows[0])
