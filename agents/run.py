@@ -104,6 +104,11 @@ def _status_table(stats: RunStats, limit: int | None) -> Table:
     return table
 
 
+def _join_if_started(thread: threading.Thread, timeout_s: float) -> None:
+    if thread.is_alive():
+        thread.join(timeout_s)
+
+
 def demo_rows(report: CsvReport) -> Iterator[Row]:
     """The bundled NAB series, interleaved by time as a live feed would deliver them."""
     return interleave(*(read_csv(demo_path(name), name, report) for name in ("machine_temperature",
@@ -170,7 +175,7 @@ def run(
 
         publisher = threading.Thread(target=publish, daemon=True)
         # Before the broker stops: the publisher sees `stop`, flushes what it holds and closes its producer.
-        cleanup.callback(lambda: publisher.is_alive() and publisher.join(5))
+        cleanup.callback(_join_if_started, publisher, 5.0)
         live = Live(_status_table(stats, max_observations), console=console, refresh_per_second=4,
                     transient=False) if console.is_terminal else None
         last_line = 0.0
