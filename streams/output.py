@@ -79,10 +79,14 @@ class OutputProducer:
     async def submit(self) -> None:
         """Hand every open batch to the sender now (one request can carry them all)."""
         producer = self._producer
-        opened, self._open = self._open, {}
-        if producer is not None:
-            for tp, batch in opened.items():
-                await self._submit(producer, tp, batch)
+        if producer is None:
+            self._open = {}
+            return
+        # One at a time, each taken out as it goes: if a submission fails (a timeout, a cancel), the
+        # batches not yet handed over stay open for the next submit or flush instead of being dropped.
+        while self._open:
+            tp = next(iter(self._open))
+            await self._submit(producer, tp, self._open.pop(tp))
 
     async def _started(self) -> aiokafka.AIOKafkaProducer:
         if self._producer is None:

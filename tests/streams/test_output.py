@@ -93,3 +93,53 @@ def test_kafka_python_routes_keys_the_same_way(broker: EmbeddedBroker) -> None:
         producer.close()
     assert [m.partition for m in meta] == [(murmur2(f"k{i}".encode()) & 0x7FFFFFFF) % PARTITIONS for i in range(20)]
 
+
+
+def test_a_failed_submission_leaves_the_other_partitions_batches_open() -> None:
+    """The sender is this unit's edge: one whose second hand-over fails. The batch that failed is the
+    caller's to retry or report (the error reaches it); the others must still be there for the next
+    submit, not silently dropped."""
+
+    class Batch:
+        def __init__(self) -> None:
+            self.records: list[bytes] = []
+
+        def append(self, *, key: bytes | None, value: bytes, timestamp: None) -> object:
+            self.records.append(value)
+            return object()
+
+        def record_count(self) -> int:
+            return len(self.records)
+
+    class Sender:
+        def __init__(self) -> None:
+            self.sent: list[tuple[int, list[bytes]]] = []
+            self.fail_next = False
+
+        def create_batch(self) -> Batch:
+            return Batch()
+
+        async def send_batch(self, batch: Batch, topic: str, partition: int) -> asyncio.Future[object]:
+            if self.fail_next:
+                self.fail_next = False
+                raise TimeoutError("broker gone")
+            self.sent.append((partition, batch.records))
+            done: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            if len(self.sent) == 1:
+                self.fail_next = True
+            return done
+
+    async def scenario() -> tuple[list[tuple[int, list[bytes]]], int]:
+        out = OutputProducer("kafka://127.0.0.1:9", StreamsConfig())
+        sender = Sender()
+        out._producer = sender  # type: ignore[assignment]
+        for p in range(3):
+            await out.send_to(PREDICTIONS, p, None, b"r%d" % p)
+        with pytest.raises(TimeoutError):
+            await out.submit()
+        await out.submit()
+        return sender.sent, len(out._open)
+
+    sent, still_open = asyncio.run(scenario())
+    assert sent == [(0, [b"r0"]), (2, [b"r2"])] and still_open == 0  # partition 1's batch failed, 2's kept
