@@ -96,9 +96,9 @@ async def _publish(url: str, streams: StreamsConfig, rows: Iterable[Row], rate: 
             if (limit is not None and sent >= limit) or (should_stop is not None and should_stop()):
                 break
             now = time.monotonic()
-            if rate and (delay := start + sent / rate - now) > 0:
+            if rate and start + sent / rate > now:
                 await out.submit()  # what is due goes out before the pause, as a lingering producer's would
-                await asyncio.sleep(delay)
+                await asyncio.sleep(max(start + sent / rate - time.monotonic(), 0.0))  # after the hand-over
                 last_submit = now = time.monotonic()
             elif now - last_submit >= LINGER_S:
                 await out.submit()
