@@ -25,7 +25,6 @@ no run sees another's records:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
@@ -50,16 +49,13 @@ from models.state import state_bytes
 from streams import codecs
 from streams.broker import EmbeddedBroker, free_port
 from streams.kafka import ensure_topics
-from streams.output import OutputProducer
+from streams.publish import publish_items
 from streams.tail import FollowedRecord, follow
 from streams.take import resident_mb
-from streams.topics import DEADLETTER, EVENTS, OBSERVATIONS, PREDICTIONS
+from streams.topics import DEADLETTER, EVENTS, PREDICTIONS
 
 #: Five-minute rows from 2026-01-01 UTC (as models.perf): every series gets its daily season.
 T0_NS, STEP_NS = perf.T0_NS, perf.STEP_NS
-#: How long a paced row may wait in its open batch: a producer's `linger.ms` of 5 (the Java client's
-#: default since Kafka 4.0, and what the bench's kafka-python producer used before stop 17).
-LINGER_S = 0.005
 
 
 class BenchError(RuntimeError):
@@ -234,36 +230,16 @@ class Stack(contextlib.ExitStack):
 
     def publish(self, rows: list[tuple[bytes, bytes, str, int]], rate: float | None = None,
                 track: bool = False) -> float:
-        """Send rows (paced to `rate`/s if given); returns the wall time of the first send.
+        """Send rows (paced to `rate`/s if given) with `streams.publish.publish_items`, as `usp publish`
+        does; returns the wall time of the first send. With `track`, each row's send time (paced: the
+        time it fell due, so the producer's linger counts in the latency) is kept for the monitor."""
 
-        The rows go through the workers' own batching producer (`streams.output`), not kafka-python's:
-        the bench's load shares the 2 cores with what it measures, and kafka-python's producer (pure
-        Python record batches and CRCs, a sender thread woken per record) took 437 µs of CPU per row
-        at 1,500 rows/s, two thirds of a core, against 149 µs here (README, "Performance").
-        Paced rows join their partition's open batch as they fall due, and the open batches go to the
-        sender every `LINGER_S`, as a producer lingering that long sends them.
-        """
-        return asyncio.run(self._publish(rows, rate, track))
+        def sent(row: tuple[bytes, bytes, str, int], wall: float) -> None:
+            self.seen.sent_at[(row[2], row[3])] = wall
 
-    async def _publish(self, rows: list[tuple[bytes, bytes, str, int]], rate: float | None,
-                       track: bool) -> float:
-        out = OutputProducer(self.url, self.config.streams)
-        await out.start()
-        try:
-            start, first, k = time.monotonic(), time.time(), 0
-            while k < len(rows):
-                due = len(rows) if not rate else min(len(rows), int((time.monotonic() - start) * rate) + 1)
-                for key, value, sid, ts in rows[k:due]:
-                    if track:
-                        self.seen.sent_at[(sid, ts)] = time.time()
-                    await out.send(OBSERVATIONS, key, value)
-                k = due
-                if rate:
-                    await out.submit()
-                    await asyncio.sleep(LINGER_S)
-            await out.flush()
-        finally:
-            await out.stop()
+        first = time.time()
+        publish_items(self.url, self.config.streams, rows, lambda row: (row[0], row[1]), rate=rate,
+                      on_sent=sent if track else None)
         return first
 
 
