@@ -36,7 +36,7 @@ Usage is one call on a consumer before it starts (`adapt_fetch_wait`); the polic
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -98,20 +98,25 @@ def fetch_outcome(request: Any, assignment: Any, buffered: dict[TopicPartition, 
     answered = starved = data = False
     if not assignment.active:
         return answered, starved, data
+    for tp, offset in _fetched(request):
+        state = assignment.state_value(tp)
+        if state is None or state.timestamp is None or state.timestamp == stamps_before.get(tp):
+            continue
+        answered = True
+        if isinstance(buffered.get(tp), FetchResult):
+            data = True
+            continue
+        end = state.lso if read_committed else state.highwater
+        if state.has_valid_position and state.position == offset and end is not None and end > offset:
+            starved = True
+    return answered, starved, data
+
+
+def _fetched(request: Any) -> Iterator[tuple[TopicPartition, int]]:
+    """(partition, fetch offset) of each partition a fetch request asks for."""
     for topic, partitions in request.topics:
         for partition, offset, *_ in partitions:
-            tp = TopicPartition(topic, partition)
-            state = assignment.state_value(tp)
-            if state is None or state.timestamp is None or state.timestamp == stamps_before.get(tp):
-                continue
-            answered = True
-            if isinstance(buffered.get(tp), FetchResult):
-                data = True
-                continue
-            end = state.lso if read_committed else state.highwater
-            if state.has_valid_position and state.position == offset and end is not None and end > offset:
-                starved = True
-    return answered, starved, data
+            yield TopicPartition(topic, partition), offset
 
 
 def stamps_of(request: Any, assignment: Any) -> dict[TopicPartition, int | None]:
@@ -119,11 +124,9 @@ def stamps_of(request: Any, assignment: Any) -> dict[TopicPartition, int | None]
     if not assignment.active:
         return {}
     stamps: dict[TopicPartition, int | None] = {}
-    for topic, partitions in request.topics:
-        for partition, *_ in partitions:
-            tp = TopicPartition(topic, partition)
-            state = assignment.state_value(tp)
-            stamps[tp] = None if state is None else state.timestamp
+    for tp, _ in _fetched(request):
+        state = assignment.state_value(tp)
+        stamps[tp] = None if state is None else state.timestamp
     return stamps
 
 
