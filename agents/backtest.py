@@ -1,4 +1,5 @@
-"""`usp backtest`: a timestamp,value CSV through the production step, one output row per input row."""
+"""`usp backtest`: a timestamp,value CSV through the production step, one output row per input row (in
+time order)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from models.backtest import backtest, summarize
 from models.config import load_config
 from models.step import MODE_NAMES, REASON_NAMES
-from streams.csv_input import CsvReport, read_csv
+from streams.csv_input import CsvReport, in_time_order, read_csv
 
 COLUMNS = ("timestamp", "value", "prediction", "lower", "upper", "anomaly_score", "regime_change", "mode",
            "w_a", "w_b", "w_c", "w_d", "cusum", "cusum_threshold", "status")
@@ -44,6 +45,17 @@ def cmd_backtest(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[yellow]skipped line {lineno}:[/] {why}", highlight=False)
     if len(report.bad) > 20:
         console.print(f"[yellow]... and {len(report.bad) - 20} more bad lines[/]", highlight=False)
+    if not rows:
+        console.print(f"[red]error:[/] {path}: no readable rows ({len(report.bad)} bad lines)", highlight=False)
+        return 2
+    if report.backwards:
+        # A newest-first export would otherwise be refused row by row as stale (a replay).
+        rows = in_time_order(rows)
+        console.print(f"the rows were not in time order ({report.backwards} earlier than the row before): "
+                      "back-tested and written in time order", highlight=False)
+    if report.repeats:
+        console.print(f"[yellow]{report.repeats} rows repeat the time of the row before:[/] refused as stale, "
+                      "as the stream refuses a replayed observation", highlight=False)
 
     ts = np.fromiter((r.ts_ns for r in rows), dtype=np.int64, count=len(rows))
     values = np.fromiter((r.value for r in rows), dtype=np.float64, count=len(rows))

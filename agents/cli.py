@@ -119,7 +119,13 @@ def cmd_publish(args: argparse.Namespace, console: Console) -> int:
                       highlight=False)
     for lineno, why in report.bad[:10]:
         console.print(f"[yellow]skipped line {lineno}:[/] {why}", highlight=False)
-    print(orjson.dumps({"series_id": series_id, "published": sent, "skipped_rows": len(report.bad)}).decode())
+    if report.backwards or report.repeats:
+        console.print(f"[yellow]{report.backwards + report.repeats} rows were not later than the row before them[/] "
+                      f"({report.backwards} earlier, {report.repeats} at the same time): the worker refuses them "
+                      "as stale, to the dead-letter topic; sort the file by time first (`usp backtest` does)",
+                      highlight=False)
+    print(orjson.dumps({"series_id": series_id, "published": sent, "skipped_rows": len(report.bad),
+                        "out_of_order_rows": report.backwards + report.repeats}).decode())
     return 0
 
 

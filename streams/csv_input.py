@@ -7,11 +7,19 @@ semicolon or tab (with a decimal comma where the comma is not the delimiter); a 
 ISO 8601 and the calendar shapes of historical data; epoch numbers. What it cannot read it reports by
 line and skips, never fatal: a CSV with one bad line still yields the rest.
 
-A time column is read one way throughout, decided by its first readable stamp: dates and date-times;
-years (`1871`); compact dates (`19490131`); or epoch numbers in seconds, ms, µs or ns (by magnitude, as
-the stream reads them). A row that does not fit the column's way is a bad row: a column of row numbers
+A time column is read one way throughout, decided by its first readable stamp: dates and date-times
+(ISO 8601, or with an English month name as finance exports write them: `19-Sep-03`, `3 Sep 2019`,
+`Sep 3, 2019`; day/month orders written only in digits, such as `03/09/2019`, are ambiguous and not
+guessed); years (`1871`); compact dates (`19490131`); or epoch numbers in seconds, ms, µs or ns (by
+magnitude, as the stream reads them). A row that does not fit the column's way is a bad row: a column of row numbers
 or seconds since a start is not read as years where it passes 1000. Stamps are kept to the microsecond
 (the RFC 3339 text a row is published with, which the stream reads back to the same epoch ns).
+
+Rows are yielded in file order; `report.backwards` counts rows earlier than the row before them (a file
+written newest first, as many finance exports are) and `report.repeats` rows with the same time as the
+row before (two readings of one moment). The stream refuses both as `stale` (a replay), so `usp
+backtest` puts a file in time order first (`in_time_order`) and `usp publish` says what it sent out of
+order.
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "x.csv"
@@ -62,6 +70,8 @@ class CsvReport:
     bad: list[tuple[int, str]] = field(default_factory=list)
     columns: tuple[str, str] = ("timestamp", "value")
     guessed: bool = False  # the columns were taken by position, not by name
+    backwards: int = 0  # rows earlier than the row before them
+    repeats: int = 0  # rows with the same time as the row before them
 
 
 _NUMBER = re.compile(r"\d+(\.\d*)?([eE][+-]?\d+)?")
@@ -92,6 +102,28 @@ def _iso(text: str) -> str:
     return date + sep + rest
 
 
+#: Dates written with an English month name (strptime's C locale), tried after ISO 8601: unambiguous,
+#: unlike all-digit day/month orders. A two-digit year is read as POSIX does (69-99: 1900s, else 2000s).
+_MONTH_NAME_FORMATS = tuple(f"{d}{t}" for d in ("%d-%b-%y", "%d-%b-%Y", "%d %b %Y", "%d %B %Y", "%b %d, %Y",
+                                              "%B %d, %Y", "%b %d %Y", "%d/%b/%Y")
+                            for t in ("", " %H:%M", " %H:%M:%S"))
+
+
+def _date_text(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(_iso(text))
+    except ValueError:
+        pass
+    if re.search(r"[A-Za-z]{3}", text):
+        for fmt in _MONTH_NAME_FORMATS:
+            try:
+                return datetime.strptime(text, fmt)
+            except ValueError:
+                continue
+    raise ValueError(f"time {text!r} is not a date USP reads (ISO 8601 such as 2024-01-31 or 2024-01-31T09:00:00Z, "
+                     "or a month name such as 31-Jan-24)")
+
+
 def _rfc3339(dt: datetime) -> str:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
@@ -114,7 +146,7 @@ def _stamp(text: str, kind: str, pre_epoch: bool) -> tuple[str, int]:
             raise ValueError(f"time {text!r} is not a number") from None
         dt = _EPOCH + timedelta(microseconds=ns // 1000)
     else:
-        dt = datetime.fromisoformat(_iso(text))
+        dt = _date_text(text)
     ts = _rfc3339(dt)
     return ts, codecs.parse_ts(ts, pre_epoch=pre_epoch)
 
@@ -242,6 +274,7 @@ def _rows(fh: IO[str], lines: Iterable[tuple[int, list[str]]], layout: _Layout, 
           report: CsvReport, pre_epoch: bool) -> Iterator[Row]:
     with fh:
         kind: str | None = None
+        last_ns: int | None = None
         for lineno, fields in lines:
             if not any(f.strip() for f in fields):
                 continue
@@ -258,4 +291,21 @@ def _rows(fh: IO[str], lines: Iterable[tuple[int, list[str]]], layout: _Layout, 
                 continue
             kind = kind or _kind(text)
             report.rows += 1
+            if last_ns is not None:
+                report.backwards += ts_ns < last_ns
+                report.repeats += ts_ns == last_ns
+            last_ns = ts_ns
             yield Row(series_id, ts, ts_ns, value)
+
+
+def in_time_order(rows: list[Row]) -> list[Row]:
+    """The rows sorted by time, stable (rows of one time keep their file order), or the list itself if
+    already in order: what a back-test of a newest-first file needs.
+
+    >>> rows = [Row("s", "", t, float(t)) for t in (3, 1, 2, 2)]
+    >>> [(r.ts_ns, r.value) for r in in_time_order(rows)]
+    [(1, 1.0), (2, 2.0), (2, 2.0), (3, 3.0)]
+    """
+    if all(a.ts_ns <= b.ts_ns for a, b in itertools.pairwise(rows)):
+        return rows
+    return sorted(rows, key=lambda r: r.ts_ns)

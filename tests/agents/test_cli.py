@@ -52,6 +52,31 @@ def test_backtest_reads_a_historical_spreadsheet_export(tmp_path: Path) -> None:
     assert lines[-1].startswith("1960-12-01T00:00:00Z,")
 
 
+def test_backtest_puts_a_newest_first_export_in_time_order(tmp_path: Path) -> None:
+    """Finance exports list the newest day first; the stream would refuse every row after the first as
+    stale (a replay), so the back-test sorts the file and says so."""
+    days = [f"{d:02d}-Jan-24" for d in range(31, 0, -1)] + [f"{d:02d}-Dec-23" for d in range(31, 0, -1)]
+    path = tmp_path / "msft.csv"
+    path.write_text("Date,Close\n" + "".join(f"{d},{100 + 0.5 * i}\n" for i, d in enumerate(days)))
+    out = tmp_path / "out.csv"
+    result = usp("backtest", str(path), "--output", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "not in time order" in " ".join((result.stdout + result.stderr).split())
+    summary = orjson.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["rows"] == 62 and summary["refused"] == 0 and summary["bad_rows"] == 0
+    lines = out.read_text().splitlines()
+    assert lines[1].startswith("2023-12-01T00:00:00Z,130.5,") and lines[-1].startswith("2024-01-31T00:00:00Z,100.0,")
+
+
+def test_backtest_of_a_file_without_a_readable_row_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("timestamp,value\nyesterday,1\n")
+    result = usp("backtest", str(path), "--output", str(tmp_path / "out.csv"))
+    assert result.returncode == 2
+    assert "no readable rows (1 bad lines)" in " ".join((result.stdout + result.stderr).split())
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_publish_refuses_a_file_without_time_and_value_columns_before_starting_anything(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text("a,b,c\n2024-01-01,1,2\n")
@@ -86,7 +111,7 @@ def test_publish_then_tail(tmp_path: Path) -> None:
                         "--broker", broker.url)
         assert published.returncode == 0, published.stderr[-2000:]
         assert orjson.loads(published.stdout.strip().splitlines()[-1]) == {
-            "series_id": "taxi", "published": 50, "skipped_rows": 0}
+            "series_id": "taxi", "published": 50, "skipped_rows": 0, "out_of_order_rows": 0}
         tailed = usp("tail", "usp.observations", "--n", "5", "--broker", broker.url)
         assert tailed.returncode == 0, tailed.stderr[-2000:]
         lines = [orjson.loads(line) for line in tailed.stdout.strip().splitlines()]

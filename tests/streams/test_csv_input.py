@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.csv_input import CsvReport, read_csv
+from streams.csv_input import CsvReport, in_time_order, read_csv
 
 
 def test_bad_rows_are_reported_not_fatal(tmp_path: Path) -> None:
@@ -77,6 +77,36 @@ def test_stamps_before_1970_are_for_back_tests_only(tmp_path: Path) -> None:
 def test_calendar_shapes_of_historical_data(tmp_path: Path, text: str, ts: str) -> None:
     rows, report = _rows(tmp_path, f"timestamp,value\n{text},1\n", pre_epoch=True)
     assert not report.bad and rows[0][0] == ts
+
+
+@pytest.mark.parametrize(("text", "ts"), [
+    ("19-Sep-03", "2003-09-19T00:00:00Z"),  # a finance export's dd-Mon-yy
+    ("19-Sep-1969", "1969-09-19T00:00:00Z"),
+    ("3 Sep 2019 14:05", "2019-09-03T14:05:00Z"),
+    ('"Sep 3, 2019"', "2019-09-03T00:00:00Z"),
+])
+def test_dates_with_a_month_name(tmp_path: Path, text: str, ts: str) -> None:
+    rows, report = _rows(tmp_path, f"date,value\n{text},1\n", pre_epoch=True)
+    assert not report.bad and rows[0][0] == ts
+
+
+def test_digit_only_day_month_orders_are_not_guessed(tmp_path: Path) -> None:
+    """03/09/2019 is 3 September in Europe and 9 March in the US: a bad row that says what is read."""
+    rows, report = _rows(tmp_path, "date,value\n03/09/2019,1\n")
+    assert rows == [] and "ISO 8601" in report.bad[0][1]
+
+
+def test_rows_out_of_time_order_are_counted_and_in_time_order_sorts_them(tmp_path: Path) -> None:
+    """A newest-first export, with one moment read twice: the reader keeps file order and counts."""
+    path = tmp_path / "desc.csv"
+    path.write_text("Date,Close\n2024-01-04,4\n2024-01-03,3\n2024-01-03,3.5\n2024-01-01,1\n")
+    report = CsvReport()
+    rows = list(read_csv(path, "s", report))
+    assert [r.value for r in rows] == [4.0, 3.0, 3.5, 1.0]
+    assert (report.backwards, report.repeats) == (2, 1)
+    ordered = in_time_order(rows)
+    assert [r.value for r in ordered] == [1.0, 3.0, 3.5, 4.0]  # stable: the two readings keep their order
+    assert in_time_order(ordered) is ordered
 
 
 def test_a_column_is_read_one_way_from_its_first_stamp(tmp_path: Path) -> None:
