@@ -164,7 +164,11 @@ def _advance(state: SeriesState, obs: Observation, x: Array, learn_at: Array,
     vol_long = ewm_mean(state.vol_long, inc * inc, o.volatility_long_alpha)
     var_short = ewm_debias(vol_short, n_obs - 1, o.volatility_alpha)
     var_long = ewm_debias(vol_long, n_obs - 1, o.volatility_long_alpha)
-    floor = 1e-9 * (1.0 + jnp.abs(x))
+    # The floor keeps a flat series' unit above 0. Its part relative to the value stays far below the
+    # moves float64 resolves on it (2e-16 of it), so small moves on a large value (a clock or a counter
+    # read at 1e12) keep their own unit: at 1e-9 of the value they were thousandths of it, the kernels'
+    # loss prior of 1 unit took hundreds of ticks to decay, and the interval was 40 times too wide.
+    floor = 1e-9 + 1e-12 * jnp.abs(x)
     unit = jnp.maximum(jnp.sqrt(var_long), floor)
     ratio = jnp.where(var_long > 0, jnp.sqrt(var_short / jnp.where(var_long > 0, var_long, 1.0)), 1.0)
     vol_excess = jnp.maximum(ratio - 1.0, 0.0)
