@@ -34,7 +34,8 @@ def cmd_backtest(args: argparse.Namespace, console: Console) -> int:
         return 2
     report = CsvReport()
     try:
-        rows = list(read_csv(path, path.stem, report, pre_epoch=True))
+        rows = list(read_csv(path, path.stem, report, pre_epoch=True, time_column=args.time_column,
+                             value_column=args.value_column))
     except ValueError as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         return 2

@@ -100,7 +100,7 @@ def cmd_publish(args: argparse.Namespace, console: Console) -> int:
         total = min(total, args.limit)
     report = CsvReport()
     try:
-        rows = read_csv(path, series_id, report)
+        rows = read_csv(path, series_id, report, time_column=args.time_column, value_column=args.value_column)
     except (ValueError, OSError) as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         return 2
@@ -152,7 +152,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     try:
         summary = run(input_csv=Path(args.input) if args.input else None, series_id=args.series_id,
                       max_observations=args.max_observations, rate=args.rate, config=config,
-                      config_path=Path(args.config) if args.config else None, console=console)
+                      config_path=Path(args.config) if args.config else None, console=console,
+                      columns=(args.time_column, args.value_column))
     except RunError as exc:
         console.print(f"[red]usp run failed:[/] {exc}", highlight=False)
         return 1
@@ -180,12 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
     def config_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", help="config.toml (default: built-in defaults)")
 
+    def column_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--time-column", metavar="NAME", help="the CSV's time column (default: found by name)")
+        p.add_argument("--value-column", metavar="NAME",
+                       help="the CSV's value column, e.g. Close in a price export (default: found by name)")
+
     p = add("run", "Everything on one machine: embedded broker, a worker, a replay of a real stream, "
             "live status; prints a JSON summary as the last line.", "usp run --max-observations 5000")
     p.add_argument("--max-observations", type=int, help="stop after N observations are handled")
     p.add_argument("--input", help="replay this timestamp,value CSV instead of the bundled NAB series")
     p.add_argument("--series-id", help="series id for --input (default: the file name)")
     p.add_argument("--rate", type=float, help="publish at most R observations/s (default: as fast as possible)")
+    column_args(p)
     config_arg(p)
     p.set_defaults(func=cmd_run)
 
@@ -211,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--series-id", help="series id (default: the file name without extension)")
     p.add_argument("--rate", type=float, help="observations per second (default: as fast as possible)")
     p.add_argument("--limit", type=int, help="publish at most N rows")
+    column_args(p)
     broker_arg(p)
     config_arg(p)
     p.set_defaults(func=cmd_publish)
@@ -221,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="CSV with time and value columns, e.g. a 'timestamp,value' header (see README); "
                                     "bad rows are reported and skipped")
     p.add_argument("--output", "-o", required=True, help="where to write the per-row CSV")
+    column_args(p)
     config_arg(p)
     p.set_defaults(func=cmd_backtest)
 

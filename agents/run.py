@@ -118,16 +118,18 @@ def demo_rows(report: CsvReport) -> Iterator[Row]:
 def run(
     *, input_csv: Path | None, series_id: str | None, max_observations: int | None,
     rate: float | None, config: USPConfig, config_path: Path | None, console: Console,
-    ready_timeout_s: float = 120.0,
+    ready_timeout_s: float = 120.0, columns: tuple[str | None, str | None] = (None, None),
 ) -> dict[str, Any]:
-    """Run everything until the input is exhausted, the limit is reached, or Ctrl-C/SIGTERM."""
+    """Run everything until the input is exhausted, the limit is reached, or Ctrl-C/SIGTERM. `columns`:
+    the time and value columns of `input_csv` by name, where not found by the reader's own names."""
     if input_csv is not None and not input_csv.is_file():
         raise RunError(f"input file {input_csv} does not exist")
     stats = RunStats()
     stop = threading.Event()
     report = CsvReport()
     try:
-        rows = (read_csv(input_csv, series_id or input_csv.stem, report) if input_csv else demo_rows(report))
+        rows = (read_csv(input_csv, series_id or input_csv.stem, report, time_column=columns[0],
+                         value_column=columns[1]) if input_csv else demo_rows(report))
     except (ValueError, OSError) as exc:
         raise RunError(str(exc)) from exc
     data_dir = Path(tempfile.mkdtemp(prefix="usp-run-"))

@@ -178,21 +178,33 @@ def _date_and_time(header: list[str]) -> tuple[int, int] | None:
     return None
 
 
-def _columns(header: list[str], path: Path | str) -> tuple[int, int, bool]:
-    """Indices of the time and value columns, by name, or by position in a file of exactly two."""
+def _columns(header: list[str], path: Path | str, time_column: str | None = None,
+             value_column: str | None = None) -> tuple[int, int, bool]:
+    """Indices of the time and value columns: those named by the caller, else by name, or by position
+    in a file of exactly two."""
     names = [h.strip().lower() for h in header]
 
     def find(candidates: tuple[str, ...]) -> int | None:
         return next((names.index(c) for c in candidates if c in names), None)
 
-    t, v = find(TIME_NAMES), find(VALUE_NAMES)
+    def named(column: str | None, default: tuple[str, ...]) -> int | None:
+        if column is None:
+            return find(default)
+        if column.strip().lower() not in names:
+            raise ValueError(f"{path}: no column {column!r} in the header {header!r}")
+        return names.index(column.strip().lower())
+
+    t, v = named(time_column, TIME_NAMES), named(value_column, VALUE_NAMES)
+    if t is not None and t == v:
+        raise ValueError(f"{path}: the time and the value column are both {header[t]!r}")
     if t is not None and v is not None:
         return t, v, False
     if len(names) == 2:  # one named column places the other; neither: time first, as in NAB's files
         t = 1 - v if t is None and v is not None else t
         return (t, 1 - t, True) if t is not None else (0, 1, True)
     raise ValueError(f"{path}: expected a header with a time column ({', '.join(TIME_NAMES)}) and a value column "
-                     f"({', '.join(VALUE_NAMES)}), or exactly two columns; got {header!r}")
+                     f"({', '.join(VALUE_NAMES)}), or exactly two columns, or the columns to read named "
+                     f"(--time-column, --value-column); got {header!r}")
 
 
 def _is_stamp(text: str) -> bool:
@@ -218,12 +230,14 @@ def _records(reader: Iterator[list[str]], report: CsvReport) -> Iterator[tuple[i
 
 
 def read_csv(path: Path | str, series_id: str, report: CsvReport | None = None, *,
-             pre_epoch: bool = False) -> Iterator[Row]:
+             pre_epoch: bool = False, time_column: str | None = None,
+             value_column: str | None = None) -> Iterator[Row]:
     """Rows of a time,value CSV as observations of `series_id` (the module docstring says what it reads).
 
     Columns are found by name (`TIME_NAMES`, `VALUE_NAMES`, any order, other columns ignored; separate
-    `date` and `time` columns make one stamp); a file of exactly two columns with other names (or none,
-    when the first line is already a row) is read as time then value, and `report.guessed` says so.
+    `date` and `time` columns make one stamp), or by the names given as `time_column` / `value_column`
+    (case-insensitive: a price export's `Close`); a file of exactly two columns with other names (or
+    none, when the first line is already a row) is read as time then value, and `report.guessed` says so.
     Bytes that are not UTF-8 are replaced, so they make their row bad rather than the file. `pre_epoch`
     admits stamps before 1970 (see `codecs.parse_ts`): back-tests take them, the stream does not.
 
@@ -242,9 +256,9 @@ def read_csv(path: Path | str, series_id: str, report: CsvReport | None = None, 
         header_line, header = first
         while len(header) > 2 and not header[-1].strip():  # a trailing delimiter
             header = header[:-1]
-        ti, vi, guessed = _columns(header, path)
+        ti, vi, guessed = _columns(header, path, time_column, value_column)
         report.columns, report.guessed = (header[ti].strip(), header[vi].strip()), guessed
-        split = _date_and_time(header)
+        split = _date_and_time(header) if time_column is None else None
         if split is not None:
             report.columns = (f"{header[split[0]].strip()} {header[split[1]].strip()}", report.columns[1])
         layout = _Layout(split[0] if split else ti, split[1] if split else None, vi, delimiter)

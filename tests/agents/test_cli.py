@@ -53,13 +53,14 @@ def test_backtest_reads_a_historical_spreadsheet_export(tmp_path: Path) -> None:
 
 
 def test_backtest_puts_a_newest_first_export_in_time_order(tmp_path: Path) -> None:
-    """Finance exports list the newest day first; the stream would refuse every row after the first as
-    stale (a replay), so the back-test sorts the file and says so."""
+    """Finance exports list the newest day first (and name their columns Date, Open, ..., Close); the
+    stream would refuse every row after the first as stale (a replay), so the back-test sorts the file
+    and says so."""
     days = [f"{d:02d}-Jan-24" for d in range(31, 0, -1)] + [f"{d:02d}-Dec-23" for d in range(31, 0, -1)]
     path = tmp_path / "msft.csv"
-    path.write_text("Date,Close\n" + "".join(f"{d},{100 + 0.5 * i}\n" for i, d in enumerate(days)))
+    path.write_text("Date,Open,Close\n" + "".join(f"{d},1,{100 + 0.5 * i}\n" for i, d in enumerate(days)))
     out = tmp_path / "out.csv"
-    result = usp("backtest", str(path), "--output", str(out))
+    result = usp("backtest", str(path), "--output", str(out), "--value-column", "Close")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "not in time order" in " ".join((result.stdout + result.stderr).split())
     summary = orjson.loads(result.stdout.strip().splitlines()[-1])

@@ -1,6 +1,7 @@
 """The CSV reader on the shapes analysts' files come in, and on what it must report rather than guess."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ def test_a_header_without_time_and_value_columns_is_an_error(tmp_path: Path) -> 
         list(read_csv(path, "s"))
 
 
-def _rows(tmp_path: Path, text: str, **kwargs: bool) -> tuple[list[tuple[str, int, float]], CsvReport]:
+def _rows(tmp_path: Path, text: str, **kwargs: Any) -> tuple[list[tuple[str, int, float]], CsvReport]:
     path = tmp_path / "s.csv"
     path.write_bytes(text.encode("utf-8"))
     report = CsvReport()
@@ -94,6 +95,22 @@ def test_digit_only_day_month_orders_are_not_guessed(tmp_path: Path) -> None:
     """03/09/2019 is 3 September in Europe and 9 March in the US: a bad row that says what is read."""
     rows, report = _rows(tmp_path, "date,value\n03/09/2019,1\n")
     assert rows == [] and "ISO 8601" in report.bad[0][1]
+
+
+def test_columns_named_by_the_caller(tmp_path: Path) -> None:
+    """A price export (Date,Open,High,Low,Close,Volume) has no `value` column: the caller names one, in
+    any case; a name that is not in the header is an error that shows the header."""
+    text = "Date,Open,High,Low,Close,Volume\n2024-01-02,10,12,9,11,500\n2024-01-03,11,13,10,12.5,600\n"
+    with pytest.raises(ValueError, match="or the columns to read named"):
+        _rows(tmp_path, text)
+    rows, report = _rows(tmp_path, text, value_column="close")
+    assert [v for _, _, v in rows] == [11.0, 12.5] and report.columns == ("Date", "Close") and not report.guessed
+    rows, _ = _rows(tmp_path, "when,a,b\n2024-01-02,1,2\n", time_column="When", value_column="b")
+    assert [(ts, v) for ts, _, v in rows] == [("2024-01-02T00:00:00Z", 2.0)]
+    with pytest.raises(ValueError, match="no column 'Adj Close'"):
+        _rows(tmp_path, text, value_column="Adj Close")
+    with pytest.raises(ValueError, match="both 'Date'"):
+        _rows(tmp_path, text, time_column="Date", value_column="date")
 
 
 def test_rows_out_of_time_order_are_counted_and_in_time_order_sorts_them(tmp_path: Path) -> None:
