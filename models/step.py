@@ -68,6 +68,9 @@ SEASON_BOUND = 3.0
 #: A flat spell is frozen once it runs this many times longer than the longest one the series has come
 #: out of by itself: spells of a regular shape repeat at about their length, a stuck sensor does not stop.
 FLAT_REPEAT_MARGIN = 1.5
+#: The interval's half-width is at least this many float64 epsilons of the prediction (see `_advance`).
+HALF_WIDTH_ULPS = 8.0
+EPS = float(jnp.finfo(jnp.float64).eps)
 
 
 class Observation(NamedTuple):
@@ -290,7 +293,11 @@ def _advance(state: SeriesState, obs: Observation, x: Array, learn_at: Array,
     log_mult = jnp.where(warm, state.log_mult + o.conformal_gamma * (miss - miss_rate) / miss_rate ** 0.5, 0.0)
     log_mult = jnp.clip(log_mult, -5.0, 5.0)
     prediction = x + unit * fused
-    half = o.interval_z * spread * unit * jnp.exp(log_mult)
+    # At least a few float64 steps of the prediction, so the interval stays an interval: on a long flat
+    # spell the spread, the unit and the width multiplier all reach their floors, and a half-width
+    # below the spacing of floats near the value would make upper == prediction, which turns the
+    # outlier check off (it needs a width) and lets a spike into state.
+    half = jnp.maximum(o.interval_z * spread * unit * jnp.exp(log_mult), HALF_WIDTH_ULPS * EPS * jnp.abs(prediction))
     lower = jnp.minimum(prediction - half, prediction)
     upper = jnp.maximum(prediction + half, prediction)
 

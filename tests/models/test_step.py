@@ -650,3 +650,22 @@ def test_a_large_offset_does_not_change_the_forecast_much() -> None:
         mae.append(float(np.mean(np.abs(r.prediction[41:] - (noise + offset)[41:]))))
         width.append(float(np.median((r.upper - r.lower)[41:])))
     assert mae[1] < 1.02 * mae[0] and width[1] < 1.1 * width[0]
+
+
+@pytest.mark.parametrize("level", [10.0, 1e6])
+def test_a_spike_after_a_long_flat_spell_is_refused(level: float) -> None:
+    """500 identical minutes, then one value 50% off. On a flat spell the spread, the unit and the width
+    multiplier reach their floors; the interval must still be wider than the spacing of floats near the
+    value, or upper == prediction and the outlier check, which needs a width, lets the spike in (it did
+    at 1e6 from tick 297, and at any level after about 520 flat ticks)."""
+    from models.backtest import backtest
+
+    n = 600
+    values = np.full(n, level)
+    values[550] = 1.5 * level
+    stamps = (1_600_000_000 + 60 * np.arange(1, n + 1)).astype(np.int64) * 10**9
+    r = backtest(stamps, values, CFG)
+    assert np.all(r.upper[1:] > r.prediction[1:]) and np.all(r.lower[1:] < r.prediction[1:])
+    assert REASON_NAMES[int(r.reason[550])] == "outlier"
+    assert not bool(np.any(r.regime_change[545:]))
+    assert abs(r.prediction[552] - level) < 1e-6 * level
