@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import math
 from pathlib import Path
 
@@ -54,8 +55,9 @@ def cmd_backtest(args: argparse.Namespace, console: Console) -> int:
         rows = in_time_order(rows)
         console.print(f"the rows were not in time order ({report.backwards} earlier than the row before): "
                       "back-tested and written in time order", highlight=False)
-    if report.repeats:
-        console.print(f"[yellow]{report.repeats} rows repeat the time of the row before:[/] refused as stale, "
+    repeats = sum(a.ts_ns == b.ts_ns for a, b in itertools.pairwise(rows))
+    if repeats:
+        console.print(f"[yellow]{repeats} rows repeat the time of the row before:[/] refused as stale, "
                       "as the stream refuses a replayed observation", highlight=False)
 
     ts = np.fromiter((r.ts_ns for r in rows), dtype=np.int64, count=len(rows))

@@ -119,13 +119,12 @@ def cmd_publish(args: argparse.Namespace, console: Console) -> int:
                       highlight=False)
     for lineno, why in report.bad[:10]:
         console.print(f"[yellow]skipped line {lineno}:[/] {why}", highlight=False)
-    if report.backwards or report.repeats:
-        console.print(f"[yellow]{report.backwards + report.repeats} rows were not later than the row before them[/] "
-                      f"({report.backwards} earlier, {report.repeats} at the same time): the worker refuses them "
-                      "as stale, to the dead-letter topic; sort the file by time first (`usp backtest` does)",
-                      highlight=False)
+    if report.stale:
+        console.print(f"[yellow]{report.stale} rows were not later than an earlier row[/] (out of order, or a "
+                      "time read twice): the worker refuses them as stale, to the dead-letter topic; sort the "
+                      "file by time first (`usp backtest` does)", highlight=False)
     print(orjson.dumps({"series_id": series_id, "published": sent, "skipped_rows": len(report.bad),
-                        "out_of_order_rows": report.backwards + report.repeats}).decode())
+                        "out_of_order_rows": report.stale}).decode())
     return 0
 
 
@@ -149,6 +148,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from agents.run import RunError, run
 
     config = _config(args)
+    if (args.time_column or args.value_column) and not args.input:
+        console.print("[red]error:[/] --time-column and --value-column name the columns of an --input file")
+        return 2
     try:
         summary = run(input_csv=Path(args.input) if args.input else None, series_id=args.series_id,
                       max_observations=args.max_observations, rate=args.rate, config=config,

@@ -218,9 +218,9 @@ def run(
                 _refresh(live, stats, max_observations)
     if report.bad:
         console.print(f"{len(report.bad)} CSV rows skipped, first: line {report.bad[0][0]}: {report.bad[0][1]}")
-    if report.backwards or report.repeats:
-        console.print(f"{report.backwards + report.repeats} CSV rows were not later than the row before them "
-                      "(refused as stale: sort the file by time first)", highlight=False)
+    if report.stale:
+        console.print(f"{report.stale} CSV rows were not later than an earlier row (refused as stale: sort the "
+                      "file by time first)", highlight=False)
     return stats.summary()
 
 

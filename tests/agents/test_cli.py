@@ -69,6 +69,20 @@ def test_backtest_puts_a_newest_first_export_in_time_order(tmp_path: Path) -> No
     assert lines[1].startswith("2023-12-01T00:00:00Z,130.5,") and lines[-1].startswith("2024-01-31T00:00:00Z,100.0,")
 
 
+def test_backtest_says_which_rows_repeat_a_time_once_sorted(tmp_path: Path) -> None:
+    path = tmp_path / "twice.csv"
+    path.write_text("timestamp,value\n2024-01-01,1\n2024-01-02,2\n2024-01-01,1.5\n2024-01-02,2.5\n")
+    result = usp("backtest", str(path), "--output", str(tmp_path / "out.csv"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 rows repeat the time of the row before" in " ".join((result.stdout + result.stderr).split())
+    assert orjson.loads(result.stdout.strip().splitlines()[-1])["refused"] == 2
+
+
+def test_run_refuses_column_names_without_an_input_file() -> None:
+    result = usp("run", "--value-column", "Close")
+    assert result.returncode == 2 and "--input" in result.stdout + result.stderr
+
+
 def test_backtest_of_a_file_without_a_readable_row_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text("timestamp,value\nyesterday,1\n")

@@ -82,6 +82,9 @@ def test_calendar_shapes_of_historical_data(tmp_path: Path, text: str, ts: str) 
 
 @pytest.mark.parametrize(("text", "ts"), [
     ("19-Sep-03", "2003-09-19T00:00:00Z"),  # a finance export's dd-Mon-yy
+    ("01-Jan-62", "1962-01-01T00:00:00Z"),  # a two-digit year later than this year: the 1900s
+    ("Jan-49", "1949-01-01T00:00:00Z"),  # monthly rows
+    ("September 3 2019", "2019-09-03T00:00:00Z"),
     ("19-Sep-1969", "1969-09-19T00:00:00Z"),
     ("3 Sep 2019 14:05", "2019-09-03T14:05:00Z"),
     ('"Sep 3, 2019"', "2019-09-03T00:00:00Z"),
@@ -113,6 +116,36 @@ def test_columns_named_by_the_caller(tmp_path: Path) -> None:
         _rows(tmp_path, text, time_column="Date", value_column="date")
 
 
+def test_a_files_month_name_format_is_tried_first_once_found(tmp_path: Path) -> None:
+    """strptime keeps five compiled formats: each row trying all of them in turn recompiled them (0.4 ms
+    a row); the reader moves the format that matched to the front of its own order."""
+    import streams.csv_input as reader
+
+    formats = list(reader._MONTH_NAME_FORMATS)
+    assert reader._date_text("Sep 03, 2019 09:30:15", formats).isoformat() == "2019-09-03T09:30:15"
+    assert formats[0] == "%b %d, %Y %H:%M:%S" and sorted(formats) == sorted(reader._MONTH_NAME_FORMATS)
+    assert reader._date_text("03-Sep-19", formats).year == 2019 and formats[0] == "%d-%b-%y"
+
+
+def test_rows_the_stream_would_refuse_are_counted_as_it_refuses_them(tmp_path: Path) -> None:
+    """The stream refuses a row not later than the latest before it: 1, 2, 10, 4, 5, 6 loses three rows,
+    though only one of them is earlier than the row just before."""
+    rows, report = _rows(tmp_path, "timestamp,value\n" + "".join(f"{t},1\n" for t in (1, 2, 10, 4, 5, 6)))
+    assert len(rows) == 6 and (report.backwards, report.stale) == (1, 3)
+
+
+def test_a_named_time_column_keeps_its_time_of_day_column(tmp_path: Path) -> None:
+    text = "Date,Time,Open,Close\n2020-01-02,09:30,1,2\n2020-01-02,09:31,1,3\n"
+    for kwargs in ({"value_column": "Close"}, {"time_column": "Date", "value_column": "Close"}):
+        rows, report = _rows(tmp_path, text, **kwargs)
+        assert [ts for ts, _, _ in rows] == ["2020-01-02T09:30:00Z", "2020-01-02T09:31:00Z"] and not report.stale
+
+
+def test_a_column_named_twice_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="more than one column 'close'"):
+        _rows(tmp_path, "Date,Close,Close\n2020-01-02,1,2\n", value_column="Close")
+
+
 def test_rows_out_of_time_order_are_counted_and_in_time_order_sorts_them(tmp_path: Path) -> None:
     """A newest-first export, with one moment read twice: the reader keeps file order and counts."""
     path = tmp_path / "desc.csv"
@@ -120,7 +153,7 @@ def test_rows_out_of_time_order_are_counted_and_in_time_order_sorts_them(tmp_pat
     report = CsvReport()
     rows = list(read_csv(path, "s", report))
     assert [r.value for r in rows] == [4.0, 3.0, 3.5, 1.0]
-    assert (report.backwards, report.repeats) == (2, 1)
+    assert (report.backwards, report.stale) == (2, 3)
     ordered = in_time_order(rows)
     assert [r.value for r in ordered] == [1.0, 3.0, 3.5, 4.0]  # stable: the two readings keep their order
     assert in_time_order(ordered) is ordered
