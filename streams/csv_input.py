@@ -335,13 +335,11 @@ def _rows(fh: IO[str], lines: Iterable[tuple[int, list[str]]], layout: _Layout, 
 
 
 def in_time_order(rows: list[Row]) -> list[Row]:
-    """The rows sorted by time, stable (rows of one time keep their file order), or the list itself if
-    already in order: what a back-test of a newest-first file needs.
+    """The rows sorted by time, stable (rows of one time keep their file order): what a back-test of a
+    newest-first file needs.
 
     >>> rows = [Row("s", "", t, float(t)) for t in (3, 1, 2, 2)]
     >>> [(r.ts_ns, r.value) for r in in_time_order(rows)]
     [(1, 1.0), (2, 2.0), (2, 2.0), (3, 3.0)]
     """
-    if all(a.ts_ns <= b.ts_ns for a, b in itertools.pairwise(rows)):
-        return rows
     return sorted(rows, key=lambda r: r.ts_ns)

@@ -156,7 +156,6 @@ def test_rows_out_of_time_order_are_counted_and_in_time_order_sorts_them(tmp_pat
     assert (report.backwards, report.stale) == (2, 3)
     ordered = in_time_order(rows)
     assert [r.value for r in ordered] == [1.0, 3.0, 3.5, 4.0]  # stable: the two readings keep their order
-    assert in_time_order(ordered) is ordered
 
 
 def test_a_column_is_read_one_way_from_its_first_stamp(tmp_path: Path) -> None:
