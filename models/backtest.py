@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from models.config import PredictorConfig
-from models.evaluation.metrics import forecast_scores
+from models.evaluation.metrics import forecast_scores, naive_scale
 from models.state import SeriesState, init_state
 from models.step import REASON_OK, Observation, orchestrate_step
 
@@ -124,25 +124,33 @@ def backtest(ts_ns: np.ndarray, values: np.ndarray, config: PredictorConfig | No
     )
 
 
-def summarize(values: np.ndarray, result: BacktestResult, warmup_steps: int) -> dict[str, float | int]:
-    """rows, ticks_per_s (compiled run time only), coverage and mae over the rows after warm-up that
-    have a forecast, regime_changes, refused (rows the ingest checks refused).
+def summarize(values: np.ndarray, result: BacktestResult, warmup_steps: int) -> dict[str, float | int | None]:
+    """rows, ticks_per_s (compiled run time only), coverage, mae, mase and naive_mae over the rows after
+    warm-up that have a forecast, regime_changes, refused (rows the ingest checks refused).
+
+    `mase` scales the MAE by the series' in-sample naive error (mean |y[t] - y[t-1]|, as `usp evaluate`
+    does; None for a constant series) and `naive_mae` is the last value's error on the same rows, so an
+    analyst's own file says at once whether USP beats the simplest forecast on it.
 
     >>> import numpy as np
     >>> x = np.sin(np.arange(300) / 5.0)
     >>> s = summarize(x, backtest(np.arange(1, 301), x), 40)
-    >>> s["rows"], 0.0 <= s["coverage"] <= 1.0
-    (300, True)
+    >>> s["rows"], 0.0 <= s["coverage"] <= 1.0, s["mae"] < s["naive_mae"]
+    (300, True, True)
     """
     n = len(values)
-    # Scale 1: MASE is not reported here (`usp evaluate` scales by the series' naive error).
-    scores = forecast_scores(values, result.prediction, result.lower, result.upper, scale=1.0,
-                             start=warmup_steps + 1)
+    start = warmup_steps + 1
+    scale = naive_scale(values)
+    scores = forecast_scores(values, result.prediction, result.lower, result.upper, scale=scale, start=start)
+    last = np.concatenate([[np.nan], np.asarray(values, dtype=np.float64)[:-1]])
+    naive = forecast_scores(values, last, None, None, scale=scale, start=start)
     return {
         "rows": n,
         "ticks_per_s": round(n / result.run_s, 1) if result.run_s > 0 else 0.0,
         "coverage": round(scores.coverage, 4),
         "mae": scores.mae,
+        "mase": round(scores.mase, 4) if np.isfinite(scores.mase) else None,
+        "naive_mae": naive.mae,
         "regime_changes": int(np.sum(result.regime_change)),
         "refused": int(np.sum(result.reason != REASON_OK)),
     }
