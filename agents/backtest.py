@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from models.backtest import backtest, summarize
@@ -31,20 +32,21 @@ def cmd_backtest(args: argparse.Namespace, console: Console) -> int:
     config = load_config(args.config)
     path = Path(args.file)
     if not path.is_file():
-        console.print(f"[red]error:[/] {path} does not exist", highlight=False)
+        console.print(f"[red]error:[/] {escape(str(path))} {'is a directory' if path.is_dir() else 'does not exist'}",
+                      highlight=False)
         return 2
     report = CsvReport()
     try:
         rows = list(read_csv(path, path.stem, report, pre_epoch=True, time_column=args.time_column,
                              value_column=args.value_column))
-    except ValueError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+    except (ValueError, OSError) as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
     if report.guessed:
         console.print(f"reading column {report.columns[0]!r} as the time and {report.columns[1]!r} as the value",
                       highlight=False)
     for lineno, why in report.bad[:20]:
-        console.print(f"[yellow]skipped line {lineno}:[/] {why}", highlight=False)
+        console.print(f"[yellow]skipped line {lineno}:[/] {escape(why)}", highlight=False)
     if len(report.bad) > 20:
         console.print(f"[yellow]... and {len(report.bad) - 20} more bad lines[/]", highlight=False)
     if not rows:

@@ -13,14 +13,31 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
+from kafka.errors import KafkaError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from agents.backtest import cmd_backtest
 from models.config import ConfigError, USPConfig, load_config
 from streams.broker import BrokerError, EmbeddedBroker, free_port
+from streams.kafka import bootstrap_servers
 
 log = logging.getLogger("usp")
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def _config(args: argparse.Namespace) -> USPConfig:
@@ -32,6 +49,10 @@ def broker_for(url: str | None, console: Console) -> Iterator[str]:
     """The given broker URL (or $USP_BROKER); with neither, an embedded broker for this command."""
     url = url or os.environ.get("USP_BROKER")
     if url:
+        try:
+            bootstrap_servers(url)
+        except ValueError as exc:
+            raise BrokerError(str(exc)) from None
         yield url
         return
     with EmbeddedBroker() as broker:
@@ -102,7 +123,7 @@ def cmd_publish(args: argparse.Namespace, console: Console) -> int:
     try:
         rows = read_csv(path, series_id, report, time_column=args.time_column, value_column=args.value_column)
     except (ValueError, OSError) as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
     with broker_for(args.broker, console) as url:
         ensure_topics(url, config.streams.partitions)
@@ -118,7 +139,7 @@ def cmd_publish(args: argparse.Namespace, console: Console) -> int:
         console.print(f"read column {report.columns[0]!r} as the time and {report.columns[1]!r} as the value",
                       highlight=False)
     for lineno, why in report.bad[:10]:
-        console.print(f"[yellow]skipped line {lineno}:[/] {why}", highlight=False)
+        console.print(f"[yellow]skipped line {lineno}:[/] {escape(why)}", highlight=False)
     if report.stale:
         console.print(f"[yellow]{report.stale} rows were not later than an earlier row[/] (out of order, or a "
                       "time read twice): the worker refuses them as stale, to the dead-letter topic; sort the "
@@ -137,7 +158,7 @@ def cmd_tail(args: argparse.Namespace, console: Console) -> int:
                 value = rec.value.decode("utf-8", "replace") if rec.value is not None else "null"
                 print(value, flush=True)
         except LookupError as exc:
-            console.print(f"[red]{exc}[/]")
+            console.print(f"[red]{escape(str(exc))}[/]")
             return 2
         except KeyboardInterrupt:
             pass
@@ -157,7 +178,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                       config_path=Path(args.config) if args.config else None, console=console,
                       columns=(args.time_column, args.value_column))
     except RunError as exc:
-        console.print(f"[red]usp run failed:[/] {exc}", highlight=False)
+        console.print(f"[red]usp run failed:[/] {escape(str(exc))}", highlight=False)
         return 1
     print(orjson.dumps(summary).decode(), flush=True)
     return 0
@@ -193,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-observations", type=int, help="stop after N observations are handled")
     p.add_argument("--input", help="replay this timestamp,value CSV instead of the bundled NAB series")
     p.add_argument("--series-id", help="series id for --input (default: the file name)")
-    p.add_argument("--rate", type=float, help="publish at most R observations/s (default: as fast as possible)")
+    p.add_argument("--rate", type=_positive, help="publish at most R observations/s (default: as fast as possible)")
     column_args(p)
     config_arg(p)
     p.set_defaults(func=cmd_run)
@@ -218,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
             "usp publish data.csv --series-id cpu-1 --rate 100 --broker kafka://127.0.0.1:9092")
     p.add_argument("file", help="CSV with time and value columns, e.g. a 'timestamp,value' header (see README)")
     p.add_argument("--series-id", help="series id (default: the file name without extension)")
-    p.add_argument("--rate", type=float, help="observations per second (default: as fast as possible)")
+    p.add_argument("--rate", type=_positive, help="observations per second (default: as fast as possible)")
     p.add_argument("--limit", type=int, help="publish at most N rows")
     column_args(p)
     broker_arg(p)
@@ -264,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("tail", "Print the last N records of a topic as JSON lines (optionally follow).",
             "usp tail usp.predictions --n 5 --broker kafka://127.0.0.1:9092")
     p.add_argument("topic", help="e.g. usp.predictions, usp.deadletter, usp.events")
-    p.add_argument("--n", type=int, default=10, help="records to show (default 10)")
+    p.add_argument("--n", type=_count, default=10, help="records to show (default 10; 0 with --follow: new ones only)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
     broker_arg(p)
     p.set_defaults(func=cmd_tail)
@@ -292,10 +313,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args, console))
     except ConfigError as exc:
-        console.print(f"[red]config error:[/] {exc}", highlight=False)
+        console.print(f"[red]config error:[/] {escape(str(exc))}", highlight=False)
         return 2
     except BrokerError as exc:
-        console.print(f"[red]broker error:[/] {exc}", highlight=False)
+        console.print(f"[red]broker error:[/] {escape(str(exc))}", highlight=False)
+        return 1
+    except KafkaError as exc:  # the clients' own: an address that does not answer, above all
+        console.print(f"[red]broker error:[/] {escape(str(exc))} (is a broker running at that address?)",
+                      highlight=False)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -147,6 +148,10 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     anomaly_series = nab if "anomaly" in suites else []
 
     total = len(forecast_series) + len(cp_series) + len(anomaly_series)
+    if total == 0:
+        console.print(f"[red]error:[/] no series of the {escape(', '.join(suites))} suite(s) matched "
+                      f"{escape(repr(args.series))}", highlight=False)
+        return 2
     fc = cp = an = None
     with Progress(TextColumn("[bold]{task.fields[suite]}[/]"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("{task.description}"), console=console, transient=True,

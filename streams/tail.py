@@ -63,7 +63,7 @@ def tail(url: str, topic: str, n: int, follow: bool, streams: StreamsConfig | No
                 backlog.extend(Record(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value)
                                for r in records)
         backlog.sort(key=lambda r: (r.timestamp_ms, r.partition, r.offset))
-        yield from backlog[-n:] if n else backlog
+        yield from backlog[-n:] if n > 0 else ()
         while follow and not (should_stop and should_stop()):
             for records in consumer.poll(timeout_ms=500).values():
                 for r in records:

@@ -86,6 +86,28 @@ def test_run_refuses_column_names_without_an_input_file() -> None:
     assert "name the columns of an --input file" in " ".join((result.stdout + result.stderr).split())
 
 
+def test_mistakes_get_one_line_errors_not_tracebacks_or_hangs(tmp_path: Path) -> None:
+    """A new user's slips: a negative rate (the publisher never fell due: it hung), a broker URL of
+    the wrong scheme (a traceback), a config section name rich took for markup (printed empty), a
+    series filter that matches nothing (`{}` and exit 0), a directory given as the file."""
+    path = tmp_path / "x.csv"
+    path.write_text("timestamp,value\n2024-01-01,1\n")
+    rate = usp("publish", str(path), "--rate", "-5", "--broker", "kafka://127.0.0.1:9")
+    assert rate.returncode == 2 and "must be a number above 0" in rate.stderr
+    scheme = usp("publish", str(path), "--broker", "http://127.0.0.1:9")
+    out = " ".join((scheme.stdout + scheme.stderr).split())
+    assert scheme.returncode == 1 and "broker error: broker URL must start with kafka://" in out
+    assert "Traceback" not in out
+    config = tmp_path / "c.toml"
+    config.write_text("[stream]\npartitions = 4\n")
+    bad = usp("backtest", str(path), "-o", str(tmp_path / "o.csv"), "--config", str(config))
+    assert bad.returncode == 2 and "unknown section [stream]" in " ".join(bad.stderr.split())
+    nothing = usp("evaluate", "--suite", "changepoint", "--series", "no-such-series")
+    assert nothing.returncode == 2 and "matched" in nothing.stderr
+    folder = usp("backtest", str(tmp_path), "-o", str(tmp_path / "o.csv"))
+    assert folder.returncode == 2 and "is a directory" in " ".join(folder.stderr.split())
+
+
 def test_backtest_of_a_file_without_a_readable_row_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text("timestamp,value\nyesterday,1\n")
@@ -135,5 +157,7 @@ def test_publish_then_tail(tmp_path: Path) -> None:
         lines = [orjson.loads(line) for line in tailed.stdout.strip().splitlines()]
         assert len(lines) == 5
         assert all(m["series_id"] == "taxi" for m in lines)
+        none = usp("tail", "usp.observations", "--n", "0", "--broker", broker.url)
+        assert none.returncode == 0 and none.stdout == ""
         missing = usp("tail", "no.such.topic", "--broker", broker.url)
         assert missing.returncode == 2
