@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  usp run --max-observations 5000")
     parser.add_argument("--log-level", default=os.environ.get("USP_LOG_LEVEL", "WARNING"),
-                        help="Python log level for USP's own messages (default WARNING)")
+                        help="Python log level for USP's own messages (default $USP_LOG_LEVEL, else WARNING)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_: str, example: str) -> argparse.ArgumentParser:
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _enable_compile_cache()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # one message, one line: logs and grep stay whole
     try:
         return int(args.func(args, console))
     except ConfigError as exc:

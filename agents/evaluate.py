@@ -55,7 +55,7 @@ def _select(series: list[datasets.Series], patterns: list[str] | None) -> list[d
 
 
 def forecast_table(report: ForecastReport) -> Table:
-    t = Table(title="forecast: one-step MASE per series (lower is better; naive = 1 by construction)")
+    t = Table(title="forecast: one-step MASE per series (lower is better; naive about 1)")
     t.add_column("series", no_wrap=True)
     t.add_column("rows", justify="right")
     for m in report.methods:

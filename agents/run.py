@@ -210,7 +210,8 @@ def run(
                         s = stats.summary()
                         console.print(f"published {stats.published} predictions {stats.predictions} "
                                       f"deadletters {stats.deadletters} throughput {s['throughput_obs_s']} "
-                                      f"obs/s p99 {s['latency_p99_ms']} ms", highlight=False)
+                                      f"obs/s p99 {s['latency_p99_ms'] if s['latency_p99_ms'] is not None else '-'} ms",
+                                      highlight=False)
             except KeyboardInterrupt:
                 console.print("interrupted: stopping worker and broker")
             finally:
