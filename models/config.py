@@ -81,6 +81,11 @@ class OrchestrationConfig:
         (both in volatility units): the size of a forecast step is itself uncertain.
     anomaly_decay: per-tick decay of the envelope of recent anomaly evidence; anomaly_score is the rise
         above it, so an episode scores once at its start (0.998: the envelope halves in ~350 ticks).
+    range_history: accepted ticks a series needs before a value beyond the range of all its accepted
+        values so far scores as an anomaly (0: off). Under no change, a tick is beyond the range of the
+        i before it with chance about 2 / i, so a long history makes such a value news; a run of them
+        (a trend setting new highs) scores once, and again only after range_history / 8 ticks without one.
+    range_margin: how far beyond the range, as a fraction of its width, a value must be to count.
     season_bins: phase bins of the seasonal profile (0: no season). The season (day, week or year) is
         chosen per series from its sampling interval; 288 holds a day of five-minute rows one row a bin,
         and a week of half-hourly rows at most two rows a bin (native/season.py).
@@ -119,6 +124,8 @@ class OrchestrationConfig:
     conformal_gamma: float = 0.05
     spread_move_fraction: float = 0.1
     anomaly_decay: float = 0.998
+    range_history: int = 2000
+    range_margin: float = 0.02
     season_bins: int = 288
     season_alpha: float = 0.2
     season_gain_alpha: float = 0.01
@@ -305,6 +312,8 @@ def _check_ranges(config: USPConfig) -> None:
         (0 <= o.conformal_gamma <= 1, "orchestration.conformal_gamma must be in [0, 1]"),
         (0 <= o.spread_move_fraction < 1, "orchestration.spread_move_fraction must be in [0, 1)"),
         (0 <= o.anomaly_decay < 1, "orchestration.anomaly_decay must be in [0, 1)"),
+        (o.range_history >= 0, "orchestration.range_history must be >= 0 (0 turns the range check off)"),
+        (0 <= o.range_margin <= 10, "orchestration.range_margin must be in [0, 10]"),
         (0 <= o.season_bins <= 2016, "orchestration.season_bins must be in [0, 2016]"),
         (0 < o.season_alpha <= 1, "orchestration.season_alpha must be in (0, 1]"),
         (0 < o.season_gain_alpha <= 1, "orchestration.season_gain_alpha must be in (0, 1]"),

@@ -66,6 +66,8 @@ class SeriesState(NamedTuple):
     resid: moments of the standardised residual (for kurtosis). cusum: CUSUM sums and grace counter.
     log_mult: log of the conformal width multiplier. unit: the volatility unit predictions were made in.
     surprise: the decaying envelope of recent evidence behind anomaly_score (see orchestrate_step).
+    range_lo, range_hi: the least and greatest accepted value so far. range_beyond_at: the tick count
+    (accepted and refused, replays aside) when a value last fell beyond that range (0: never).
     season: the seasonal profile of increments by phase of the series' day, week or year (a kernel input).
     season_fit: EWMA of (s u, s s), the seasonal input s against the increment u that followed it (volatility
     units): their ratio is how much of the profile the series follows (the season's gain, in [0, 1]).
@@ -97,6 +99,9 @@ class SeriesState(NamedTuple):
     cusum: CusumState
     log_mult: Leaf
     surprise: Leaf
+    range_lo: Leaf
+    range_hi: Leaf
+    range_beyond_at: Leaf
     season: SeasonState
     season_fit: Leaf
     unit: Leaf
@@ -142,6 +147,9 @@ def _template(config: PredictorConfig) -> SeriesState:
         cusum=CusumState(pos=f, neg=f, grace=i),
         log_mult=f,
         surprise=f,
+        range_lo=f,
+        range_hi=f,
+        range_beyond_at=i,
         season=season_init(max(o.season_bins, 1)),
         season_fit=jnp.zeros(2),
         unit=jnp.float64(1.0),

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from models.config import PredictorConfig
+from models.config import OrchestrationConfig, PredictorConfig
 from models.state import N_KERNELS, IngestState, Leaf, SeriesState
 from native.cusum import cusum_update, kurtosis_threshold
 from native.ewma import ewm_debias, ewm_kurtosis, ewm_kurtosis_update, ewm_mean
@@ -71,6 +71,9 @@ FLAT_REPEAT_MARGIN = 1.5
 #: The interval's half-width is at least this many float64 epsilons of the prediction (see `_advance`).
 HALF_WIDTH_ULPS = 8.0
 EPS = float(jnp.finfo(jnp.float64).eps)
+#: anomaly_score of a value beyond the series' whole range (see `_range_check`): that of CUSUM evidence
+#: at its alarm threshold rising from a quiet envelope, o = 1, so o / (1 + o).
+RANGE_SCORE = 0.5
 
 
 class Observation(NamedTuple):
@@ -345,6 +348,30 @@ def _within_bounds(state: SeriesState) -> Array:
     return jnp.logical_and(largest <= STATE_BOUND, simplex_check(state.rho, 1e-6).valid)
 
 
+def _range_check(state: SeriesState, x: Array, accepted: Array, outlier: Array,
+                 o: OrchestrationConfig) -> tuple[Array, Array, Array, Array]:
+    """The range and the tick of the last value beyond it, updated by x, and whether x is news for
+    anomaly_score: beyond the range of every value the series has had (by `range_margin` of its width)
+    after a quiet spell.
+
+    The CUSUM judges x against the forecast, which follows a slow drift (ambient_temperature's two
+    NAB windows: the one-step errors stay small while the temperature leaves anything seen in the
+    months before). Against a long history the range is the simpler test: with no change, the chance
+    that a tick is beyond the i before it is about 2 / i. Only accepted values widen the range (a
+    refused spike must not numb the test); a refused outlier beyond it still counts as news.
+    """
+    span = state.range_hi - state.range_lo
+    ticks = state.n_obs + state.rejected
+    watched = (o.range_history > 0) & (state.n_obs >= o.range_history) & (accepted | outlier)
+    beyond = watched & ((x > state.range_hi + o.range_margin * span) | (x < state.range_lo - o.range_margin * span))
+    # A run beyond the range (a trend making new highs) is one episode: news only after a quiet spell.
+    news = beyond & (ticks - state.range_beyond_at > o.range_history // 8)
+    first = state.n_obs == 0
+    range_lo = jnp.where(accepted, jnp.where(first, x, jnp.minimum(state.range_lo, x)), state.range_lo)
+    range_hi = jnp.where(accepted, jnp.where(first, x, jnp.maximum(state.range_hi, x)), state.range_hi)
+    return range_lo, range_hi, jnp.where(beyond, ticks, state.range_beyond_at), news
+
+
 def orchestrate_step(state: SeriesState, obs: Observation,
                      config: PredictorConfig) -> tuple[SeriesState, StepResult]:
     """Advance one series by one observation.
@@ -403,7 +430,10 @@ def orchestrate_step(state: SeriesState, obs: Observation,
     # refusals score 0 and leave all state but the ingest counters alone (a stale tick is a replay; an
     # out-of-range or frozen value says nothing about the forecast's errors).
     remembered = (reason == REASON_OUTLIER) & jnp.isfinite(candidate.surprise) & jnp.isfinite(result.anomaly_score)
+    range_lo, range_hi, range_beyond_at, range_news = _range_check(state, safe_x, accepted,
+                                                                     reason == REASON_OUTLIER, o)
     new = new._replace(
+        range_lo=range_lo, range_hi=range_hi, range_beyond_at=range_beyond_at,
         surprise=jnp.where(remembered, candidate.surprise, new.surprise),
         log_mult=jnp.where(remembered, candidate.log_mult, new.log_mult),
         rejected=state.rejected + (~accepted & ~stale).astype(state.rejected.dtype),
@@ -421,7 +451,8 @@ def orchestrate_step(state: SeriesState, obs: Observation,
         upper=new.upper,
         weights=jnp.where(accepted, result.weights, state.rho),
         mode=mode.astype(jnp.int32),
-        anomaly_score=jnp.where(accepted | remembered, result.anomaly_score, 0.0),
+        anomaly_score=jnp.maximum(jnp.where(accepted | remembered, result.anomaly_score, 0.0),
+                                  jnp.where(range_news, RANGE_SCORE, 0.0)),
         regime_change=jnp.logical_and(accepted, result.regime_change),
         cusum=jnp.where(accepted, result.cusum, jnp.maximum(state.cusum.pos, state.cusum.neg)),
         degraded=degraded,

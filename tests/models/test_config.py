@@ -86,6 +86,8 @@ def test_predictor_is_the_step_sections_and_hashable() -> None:
         ({"orchestration": {"sinkhorn_eps_min": 2.0}}, "orchestration.sinkhorn_eps_min must be in (0, sinkhorn_eps0]"),
         ({"orchestration": {"loss_alpha": 0.6}}, "orchestration.loss_alpha must be in (0, 0.5]"),
         ({"orchestration": {"recovery_steps": 0}}, "orchestration.recovery_steps must be >= 1"),
+        ({"orchestration": {"range_history": -1}}, "orchestration.range_history must be >= 0"),
+        ({"orchestration": {"range_margin": -0.01}}, "orchestration.range_margin must be in [0, 10]"),
         ({"kernels": {"krr_lags": 17}}, "kernels.krr_lags must be in [1, window / 2]"),
         ({"orchestration": {"window": 16}, "kernels": {"krr_lags": 9}}, "kernels.krr_lags must be in [1, window / 2]"),
         ({"kernels": {"logsig_depth": 4}}, "kernels.logsig_depth must be 1, 2 or 3"),

@@ -122,6 +122,11 @@ def test_any_input_keeps_state_and_results_sound(values: list[float]) -> None:
     accepted = sum(bool(r.accepted) for r in results)
     assert int(state.n_obs) == accepted
     assert int(state.rejected) == len(values) - accepted
+    # The range is exactly that of the accepted values (as the step reads them: subnormals flushed).
+    kept = [0.0 if abs(v) < np.finfo(np.float64).tiny else v
+            for v, r in zip(values, results, strict=True) if bool(r.accepted)]
+    if kept:
+        assert float(state.range_lo) == min(kept) and float(state.range_hi) == max(kept)
 
 
 def test_identical_input_gives_identical_output() -> None:
@@ -669,3 +674,50 @@ def test_a_spike_after_a_long_flat_spell_is_refused(level: float) -> None:
     assert REASON_NAMES[int(r.reason[550])] == "outlier"
     assert not bool(np.any(r.regime_change[545:]))
     assert abs(r.prediction[552] - level) < 1e-6 * level
+
+
+def range_news_reference(values: np.ndarray, reason: np.ndarray, history: int,
+                         margin: float) -> tuple[list[int], list[int]]:
+    """Ticks whose value lies beyond the range of the accepted values before it (by `margin` of its
+    width) once `history` values were accepted, and those of them at least history // 8 ticks after
+    the previous one (news): written from the config's description, in plain Python."""
+    beyond: list[int] = []
+    news: list[int] = []
+    lo, hi, accepted = np.inf, -np.inf, 0
+    for i, (v, why) in enumerate(zip(values, reason, strict=True)):
+        ok, outlier = why == REASON_OK, REASON_NAMES[int(why)] == "outlier"
+        if accepted >= history and (ok or outlier) and (v > hi + margin * (hi - lo) or v < lo - margin * (hi - lo)):
+            if not beyond or i - beyond[-1] > history // 8:
+                news.append(i)
+            beyond.append(i)
+        if ok:
+            lo, hi, accepted = min(lo, v), max(hi, v), accepted + 1
+    return news, beyond
+
+
+def test_a_value_beyond_the_whole_range_scores_once_per_episode() -> None:
+    """Noise, a slow drift out of its range (the one-step forecast follows it, so the CUSUM sees little),
+    noise again, then a spike below anything seen (refused as an outlier). With the range check the
+    anomaly score differs from the same run without it exactly at the ticks the plain-Python reference
+    names: never before `range_history` accepted values, though noise makes new highs early on (and,
+    with chance about 2 / i, later too); in the drift, far fewer than its new highs; and the spike."""
+    from models.backtest import backtest
+    from models.step import RANGE_SCORE
+
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.standard_normal(600), 0.1 * np.arange(1, 201) + rng.standard_normal(200),
+                             rng.standard_normal(300)])
+    values[1000] = -200.0
+    stamps = (MIDNIGHT_NS + FIVE_MIN_NS * np.arange(len(values))).astype(np.int64)
+    on_cfg = PredictorConfig(orchestration=OrchestrationConfig(range_history=300))
+    off_cfg = PredictorConfig(orchestration=OrchestrationConfig(range_history=0))
+    on, off = backtest(stamps, values, on_cfg), backtest(stamps, values, off_cfg)
+    assert np.array_equal(on.prediction, off.prediction, equal_nan=True)  # the check never feeds the forecast
+    assert REASON_NAMES[int(on.reason[1000])] == "outlier"
+    expected, beyond = range_news_reference(values, on.reason, 300, on_cfg.orchestration.range_margin)
+    drift = [i for i in expected if 600 <= i < 800]
+    assert expected[0] >= 300 and expected[-1] == 1000 and drift
+    assert len([i for i in beyond if 600 <= i < 800]) >= 5 * len(drift)  # a run of new highs pages once or so
+    assert list(np.nonzero(on.anomaly_score != off.anomaly_score)[0]) == expected
+    assert np.all(on.anomaly_score[expected] == RANGE_SCORE)
+    assert float(np.max(off.anomaly_score[600:800])) < RANGE_SCORE  # the drift alone: no page
