@@ -13,6 +13,12 @@ offset never runs ahead of its states, and recovery replays the changelog from t
 stop, or a partition moving to another worker, flushes that partition's memtables (Faust's own store
 leaves closing to the garbage collector).
 
+Memory is bounded per partition (`BOUNDED_OPTIONS`): Faust's RocksDB defaults hold up to three 64 MB
+memtables and a 2 GB block cache for each partition's database, so a worker's resident set grew with
+the state bytes it had written (3 KB per series per micro-batch) until eight partitions' memtables
+filled: 1,119 MB after 157,000 observations over 2,000 series in one bench run, against about 640 MB
+after warm-up.
+
 `get_in` and `set_in` read and write one partition's database directly: the worker knows each
 series' partition (its source partition), so Faust's per-key event lookup is not needed.
 
@@ -33,8 +39,21 @@ SCHEME = "usprocksdb"
 URL = f"{SCHEME}://"
 
 
+#: RocksDB options for each partition's database unless the table's own `options` say otherwise: two
+#: 8 MB memtables (a flush every ~2,700 states of 3 KB) and a 16 MB block cache (reads past it come
+#: from the OS page cache, which the process's resident set does not count).
+BOUNDED_OPTIONS: dict[str, Any] = {
+    "write_buffer_size": 8 * 2**20,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 16 * 2**20,
+}
+
+
 class ChangelogBackedStore(RocksDBStore):
     """Faust's RocksDB store without RocksDB's write-ahead log (the changelog is the durable copy)."""
+
+    def __init__(self, *args: Any, options: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, options={**BOUNDED_OPTIONS, **(options or {})}, **kwargs)
 
     def _open_for_partition(self, partition: int) -> Any:
         db = super()._open_for_partition(partition)

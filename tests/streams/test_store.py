@@ -11,7 +11,7 @@ from pathlib import Path
 
 import faust
 
-from streams.store import URL, ChangelogBackedStore
+from streams.store import BOUNDED_OPTIONS, URL, ChangelogBackedStore
 
 STATE = os.urandom(3072)  # about one series' state
 
@@ -40,6 +40,35 @@ def test_writes_skip_rocksdbs_write_ahead_log_and_read_back_per_partition(tmp_pa
     for i in range(500):
         db.put(b"series-%d" % i, STATE)
     assert wal_bytes(tmp_path / "plain") > 500 * len(STATE)
+
+
+def memtable_bytes(store: ChangelogBackedStore, partition: int) -> int:
+    return int(store._db_for_partition(partition).property_int_value("rocksdb.cur-size-all-mem-tables"))
+
+
+def test_memtables_stay_bounded_while_many_states_are_written(tmp_path: Path) -> None:
+    """30 MB of states into one partition: the store's memtables stay within two of 8 MB (flushed to
+    disk, and still read back), where Faust's defaults (64 MB memtables) hold all of it in memory."""
+    store = table_store(tmp_path / "usp")
+    plain = table_store(tmp_path / "plain", "rocksdb://")
+    plain_db = plain._db_for_partition(1)
+    for i in range(10_000):
+        key = b"series-%d" % (i % 4_000)
+        store.set_in(1, key, STATE)
+        plain_db.put(key, STATE)
+    assert memtable_bytes(store, 1) <= 2 * BOUNDED_OPTIONS["write_buffer_size"] + 2**20
+    assert memtable_bytes(plain, 1) > 10_000 * len(STATE)
+    assert all(store.get_in(1, b"series-%d" % i) == STATE for i in range(0, 4_000, 97))
+
+
+def test_the_tables_own_rocksdb_options_win_over_the_bounds(tmp_path: Path) -> None:
+    app = faust.App("usp-store-test", store=URL, datadir=str(tmp_path), autodiscover=False)
+    table = app.Table("states", partitions=1, key_type=bytes, value_type=bytes,
+                      options={"write_buffer_size": 32 * 2**20})
+    store = table.data
+    assert isinstance(store, ChangelogBackedStore)
+    assert store.rocksdb_options.write_buffer_size == 32 * 2**20
+    assert store.rocksdb_options.block_cache_size == BOUNDED_OPTIONS["block_cache_size"]
 
 
 def test_a_clean_stop_keeps_every_state_for_the_next_start(tmp_path: Path) -> None:
