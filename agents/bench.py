@@ -13,6 +13,11 @@ no run sees another's records:
   would have with a core each, steadier than the rates on a machine whose speed moves.
 - `latency_p50_ms` / `latency_p99_ms`: the pipeline worker, now warm, is fed at half `pipeline_obs_s`;
   latency is from handing a row to the producer to the broker timestamp of its prediction.
+  `noop_latency_p50_ms` / `noop_latency_p99_ms`: the same two stages (the backlog, then the paced rows
+  at the same rate) on a fresh broker with a no-op agent that echoes each observation to the
+  predictions topic (`usp worker --echo`): the latency Faust and the broker give before any USP work,
+  the floor the pipeline's is compared with (`latency_p99_vs_noop`). On the embedded broker the tail of
+  both grows with the topics' record batches (quirk D), so both run after the same backlog.
 - `rss_mb_100k_series`: the same worker is then sent one observation each for that many new series and
   its resident memory is read from /proc. `--quick` sends 4,000 and scales the growth to 100,000
   (the JSON says which with `rss_series_measured`).
@@ -176,13 +181,13 @@ class Stack(contextlib.ExitStack):
         self.callback(stop.set)
         return self
 
-    def start_worker(self, noop: bool = False) -> ChildProcess:
+    def start_worker(self, noop: bool = False, echo: bool = False) -> ChildProcess:
         n = len(self.workers)
         args = ["worker", "--broker", self.url, "--data-dir", str(self.data_dir / f"w{n}"),
                 "--web-port", str(free_port())]
         if self.config_path is not None:
             args += ["--config", str(self.config_path)]
-        worker = ChildProcess(args + (["--noop"] if noop else []), f"bench-w{n}")
+        worker = ChildProcess(args + (["--noop"] if noop else []) + (["--echo"] if echo else []), f"bench-w{n}")
         self.callback(worker.cleanup)
         self.callback(worker.stop)
         self.workers.append(worker)
@@ -208,20 +213,29 @@ class Stack(contextlib.ExitStack):
         return sorted(held) == list(range(self.config.streams.partitions)) and all(
             ready.partitions for ready in self.seen.ready.values())
 
-    def drain_backlog(self, work: Workload, n: int, noop: bool = False) -> Drain:
+    def drain_backlog(self, work: Workload, n: int, noop: bool = False, echo: bool = False) -> Drain:
         """Publish a backlog of n rows of `work`, then start one worker and time its drain. The clock
         runs from the worker's `worker_ready` to the broker time of its last output; the worker's CPU
         time (all its threads) from the figure its `worker_ready` carries to a /proc reading once the
         monitor has seen the last output (the monitor sees records up to its fetch wait late: reading
         /proc at the start too would miss the first part of a short drain)."""
         self.publish(work.rows(n))
-        worker = self.start_worker(noop=noop)
+        worker = self.start_worker(noop=noop, echo=echo)
         self.wait("worker start (joining group, compiling)", lambda: self.ready_split(1), 300)
         ready = self.seen.ready[worker.proc.pid]
         cpu_start, start_ms = ready.cpu_s, ready.broker_ms
-        self.wait("drain", lambda: (self.seen.progress if noop else self.seen.outputs) >= n, 600)
+        self.wait("drain", lambda: (self.seen.progress if noop or echo else self.seen.outputs) >= n, 600)
         cpu = _cpu_s(worker.proc.pid) - cpu_start
         return Drain(n / max((self.seen.last_output_ms - start_ms) / 1000.0, 1e-3), cpu / n * 1e6, worker)
+
+    def paced_latencies(self, work: Workload, rate: float, seconds: float, done: int) -> np.ndarray:
+        """Publish `seconds` of `work` at `rate`/s to the ready worker, which has put out `done` records
+        so far; returns each row's latency (ms) from its due time to its output's broker timestamp."""
+        paced = max(int(rate * seconds), 10)
+        before = len(self.seen.latencies_ms)
+        self.publish(work.rows(paced), rate=rate, track=True)
+        self.wait("paced run", lambda: self.seen.outputs >= done + paced, 120)
+        return np.asarray(self.seen.latencies_ms[before:])
 
     def live_rate(self, n: int, series: int) -> float:
         """Obs/s for n rows of new series published as fast as the producer goes to the ready workers."""
@@ -296,11 +310,9 @@ def pipeline_run(config: USPConfig, config_path: Path | None, plan: Plan, consol
         console.print(f"pipeline drained {n:,} observations: {rate:,.0f} obs/s, {cpu_us:,.0f} µs of worker "
                       "CPU each", highlight=False)
 
-        paced = max(int(rate / 2 * plan.latency_s), 10)
-        console.print(f"latency: {paced:,} observations at {rate / 2:,.0f} obs/s", highlight=False)
-        stack.publish(work.rows(paced), rate=rate / 2, track=True)
-        stack.wait("paced run", lambda: stack.seen.outputs >= n + paced, 120)
-        lat = np.asarray(stack.seen.latencies_ms)
+        console.print(f"latency: {max(int(rate / 2 * plan.latency_s), 10):,} observations at {rate / 2:,.0f} "
+                      "obs/s", highlight=False)
+        lat = stack.paced_latencies(work, rate / 2, plan.latency_s, n)
 
         rss_start = _worker_rss_mb(worker)
         many = Workload("rss", plan.rss_series, rng=np.random.default_rng(1))
@@ -314,9 +326,22 @@ def pipeline_run(config: USPConfig, config_path: Path | None, plan: Plan, consol
         at_100k = rss if held >= 100_000 else rss + per_series * (100_000 - held)
         return PipelineFigures(
             pipeline_obs_s=rate, pipeline_cpu_us_per_obs=cpu_us,
-            latency_p50_ms=float(np.percentile(lat, 50)) if lat.size else float("nan"),
-            latency_p99_ms=float(np.percentile(lat, 99)) if lat.size else float("nan"), latency_samples=int(lat.size),
+            latency_p50_ms=_percentile(lat, 50), latency_p99_ms=_percentile(lat, 99), latency_samples=int(lat.size),
             rss_mb_measured=rss, rss_series_measured=held, rss_mb_100k_series=at_100k)
+
+
+def _percentile(values: np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q)) if values.size else float("nan")
+
+
+def noop_latency(config: USPConfig, config_path: Path | None, plan: Plan, rate: float) -> tuple[float, float]:
+    """(p50, p99) ms of the echoing no-op worker: the pipeline's backlog and paced stages, same rate."""
+    with Stack(config, config_path) as stack:
+        n = plan.observations
+        work = Workload("drain", plan.series)
+        stack.drain_backlog(work, n, echo=True)
+        lat = stack.paced_latencies(work, rate, plan.latency_s, n)
+        return _percentile(lat, 50), _percentile(lat, 99)
 
 
 def live_rate(config: USPConfig, config_path: Path | None, workers: int, n: int, series: int) -> float:
@@ -383,6 +408,9 @@ def bench(*, quick: bool, config: USPConfig, config_path: Path | None, nab: Path
     console.print(f"no-op Faust agent drained {n:,} observations: {noop.obs_s:,.0f} obs/s, "
                   f"{noop.cpu_us_per_obs:,.0f} µs of worker CPU each", highlight=False)
     pipe = pipeline_run(config, config_path, plan, console)
+    floor_p50, floor_p99 = noop_latency(config, config_path, plan, pipe.pipeline_obs_s / 2)
+    console.print(f"no-op agent echoing each observation at the same rate: latency p50 {floor_p50:,.0f} ms, "
+                  f"p99 {floor_p99:,.0f} ms", highlight=False)
     one = live_rate(config, config_path, 1, n, plan.series)
     two = live_rate(config, config_path, 2, n, plan.series)
     console.print(f"live publish, 1 worker {one:,.0f} obs/s, 2 workers {two:,.0f} obs/s", highlight=False)
@@ -394,7 +422,8 @@ def bench(*, quick: bool, config: USPConfig, config_path: Path | None, nab: Path
         noop_cpu_us_per_obs=noop.cpu_us_per_obs, pipeline_cpu_us_per_obs=pipe.pipeline_cpu_us_per_obs,
         pipeline_vs_noop_cpu=noop.cpu_us_per_obs / pipe.pipeline_cpu_us_per_obs,
         latency_p50_ms=pipe.latency_p50_ms, latency_p99_ms=pipe.latency_p99_ms,
-        latency_samples=pipe.latency_samples, rss_mb_100k_series=pipe.rss_mb_100k_series,
+        latency_samples=pipe.latency_samples, noop_latency_p50_ms=floor_p50, noop_latency_p99_ms=floor_p99,
+        latency_p99_vs_noop=pipe.latency_p99_ms / floor_p99, rss_mb_100k_series=pipe.rss_mb_100k_series,
         rss_mb_measured=pipe.rss_mb_measured, rss_series_measured=pipe.rss_series_measured,
         live_1w_obs_s=one, live_2w_obs_s=two, scale_2w_vs_1w=two / one,
         observations=n, series=plan.series, cpus=os.cpu_count() or 0,

@@ -101,7 +101,7 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
     with broker_for(args.broker, console) as url:
         settings = WorkerSettings(broker=url, data_dir=Path(args.data_dir or default_data_dir(web_port)),
                                   web_port=web_port, config=config)
-        run_worker(settings, loglevel=args.loglevel, noop=args.noop)
+        run_worker(settings, loglevel=args.loglevel, noop=args.noop, echo=args.echo)
     return 0
 
 
@@ -228,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loglevel", default="warning", help="Faust log level (default warning)")
     p.add_argument("--noop", action="store_true",
                    help="run a no-op agent with the same app settings instead of predict (usp bench's ceiling)")
+    p.add_argument("--echo", action="store_true",
+                   help="run a no-op agent that writes each observation as it came to usp.predictions "
+                        "(usp bench's latency floor)")
     p.set_defaults(func=cmd_worker)
 
     p = add("broker", "Run the embedded Kafka-protocol broker (tansu, memory only) in the foreground.",

@@ -14,7 +14,7 @@ from streams.app import USPApp, WorkerSettings, create_app, observations_topic, 
 from streams.kafka import ensure_topics
 from streams.output import OutputProducer
 from streams.take import adaptive_take_events, batch_sizer, freeze_heap, release_free_heap
-from streams.topics import EVENTS
+from streams.topics import EVENTS, PREDICTIONS
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,14 @@ def build_worker_app(settings: WorkerSettings) -> tuple[USPApp, PredictProcessor
     return app, processor
 
 
-def build_noop_app(settings: WorkerSettings) -> USPApp:
+def build_noop_app(settings: WorkerSettings, echo: bool = False) -> USPApp:
     """The worker's app (same settings, topic and table) with a no-op agent in place of predict.
 
     It takes micro-batches as the predict agent does and only counts them: one `bench_progress` event
     per batch says how many it took. `usp bench` drains a backlog with it to measure what Faust itself
-    can do on this machine, the ceiling the pipeline is compared with.
+    can do on this machine, the ceiling the pipeline is compared with. With `echo` it also writes each
+    observation, as it came, to usp.predictions (one output per input, as predict writes): the latency
+    of that is the floor the pipeline's latency is compared with.
     """
     app = create_app(settings)
     streams = settings.config.streams
@@ -50,6 +52,9 @@ def build_noop_app(settings: WorkerSettings) -> USPApp:
         freeze_heap()  # as the predict agent does, so the ceiling is measured under the same collector
         try:
             async for events in adaptive_take_events(stream, sizer):
+                if echo:
+                    for each in events:
+                        await output.send(PREDICTIONS, each.message.key, each.message.value or b"")
                 event = codecs.event_dict("bench_progress", None, "info", {"count": len(events)})
                 await output.send(EVENTS, None, codecs.dumps(event))
                 await output.flush()
@@ -60,11 +65,12 @@ def build_noop_app(settings: WorkerSettings) -> USPApp:
     return app
 
 
-def run_worker(settings: WorkerSettings, loglevel: str = "warning", noop: bool = False) -> None:
-    """Run one worker in the foreground until SIGTERM/SIGINT (`noop`: the benchmark's no-op agent)."""
+def run_worker(settings: WorkerSettings, loglevel: str = "warning", noop: bool = False, echo: bool = False) -> None:
+    """Run one worker in the foreground until SIGTERM/SIGINT (`noop`: the benchmark's no-op agent,
+    `echo`: one that echoes each observation to usp.predictions)."""
     ensure_topics(settings.broker, settings.config.streams.partitions)
-    if noop:
-        app = build_noop_app(settings)
+    if noop or echo:
+        app = build_noop_app(settings, echo=echo)
     else:
         app, processor = build_worker_app(settings)
         seconds = processor.warm_up()

@@ -17,7 +17,7 @@ NAB = Path(__file__).resolve().parents[3] / "shared/data/nab/data"
 KEYS = ("noop_faust_obs_s", "pipeline_obs_s", "pipeline_vs_noop", "latency_p50_ms", "latency_p99_ms",
         "step_us_b1", "step_us_b64", "step_us_b1024", "backtest_ticks_s", "state_bytes_per_series",
         "rss_mb_100k_series", "scale_2w_vs_1w", "noop_cpu_us_per_obs", "pipeline_cpu_us_per_obs",
-        "pipeline_vs_noop_cpu")
+        "pipeline_vs_noop_cpu", "noop_latency_p50_ms", "noop_latency_p99_ms", "latency_p99_vs_noop")
 
 
 @pytest.mark.skipif(not NAB.is_dir(), reason="needs ../shared/data/nab")
@@ -30,5 +30,7 @@ def test_bench_reports_every_figure(monkeypatch: pytest.MonkeyPatch) -> None:
         assert isinstance(figures[key], (int, float)) and math.isfinite(figures[key]) and figures[key] > 0, key
     assert figures["pipeline_vs_noop"] == pytest.approx(figures["pipeline_obs_s"] / figures["noop_faust_obs_s"],
                                                         rel=1e-2)
+    assert figures["latency_p99_vs_noop"] == pytest.approx(figures["latency_p99_ms"] / figures["noop_latency_p99_ms"],
+                                                           rel=1e-2)
     assert figures["latency_samples"] > 0 and figures["rss_series_measured"] == 2 * 40 + 300
     assert figures["backtest_rows"] == 22_695  # the longest bundled NAB series, machine_temperature
