@@ -16,8 +16,8 @@ leaves closing to the garbage collector).
 Memory is bounded per partition (`BOUNDED_OPTIONS`): Faust's RocksDB defaults hold up to three 64 MB
 memtables and a 2 GB block cache for each partition's database, so a worker's resident set grew with
 the state bytes it had written (3 KB per series per micro-batch) until eight partitions' memtables
-filled: 1,119 MB after 157,000 observations over 2,000 series in one bench run, against about 640 MB
-after warm-up.
+filled: 1,119 MB after 157,000 observations over 2,000 series in one run of the bench's pipeline
+stage (a worker holds about 640 MB after warm-up: README, "Performance").
 
 `get_in` and `set_in` read and write one partition's database directly: the worker knows each
 series' partition (its source partition), so Faust's per-key event lookup is not needed.
