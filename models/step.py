@@ -429,9 +429,9 @@ def orchestrate_step(state: SeriesState, obs: Observation,
     # coverage is promised over what the series sends, spikes included. Other
     # refusals score 0 and leave all state but the ingest counters alone (a stale tick is a replay; an
     # out-of-range or frozen value says nothing about the forecast's errors).
-    remembered = (reason == REASON_OUTLIER) & jnp.isfinite(candidate.surprise) & jnp.isfinite(result.anomaly_score)
-    range_lo, range_hi, range_beyond_at, range_news = _range_check(state, safe_x, accepted,
-                                                                     reason == REASON_OUTLIER, o)
+    outlier = reason == REASON_OUTLIER
+    remembered = outlier & jnp.isfinite(candidate.surprise) & jnp.isfinite(result.anomaly_score)
+    range_lo, range_hi, range_beyond_at, range_news = _range_check(state, safe_x, accepted, outlier, o)
     new = new._replace(
         range_lo=range_lo, range_hi=range_hi, range_beyond_at=range_beyond_at,
         surprise=jnp.where(remembered, candidate.surprise, new.surprise),
