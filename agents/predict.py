@@ -23,7 +23,7 @@ import numpy as np
 from faust.types import TP, EventT, TopicT
 
 from agents.ready import announce_ready
-from models.batching import TickOutcome, run_round_rows, run_series_rows, warm_up
+from models.batching import BUCKETS, TickOutcome, bucket_for, run_round_rows, run_series_rows, warm_up
 from models.config import PredictorConfig, USPConfig
 from models.state import SeriesState, rows_leaf, state_from_bytes, state_rows
 from models.step import MODE_NAMES, REASON_NAMES, REASON_STALE
@@ -42,6 +42,19 @@ log = logging.getLogger(__name__)
 #: many series side by side (a backlog of many series), scans for a few with many ticks each.
 SCAN_MIN_TICKS = 8
 SCAN_MAX_SERIES = 8
+
+
+def _spare_rows(rounds: int, scanned: int) -> int:
+    """Fresh rows to follow a batch's states so that its first (widest) round's last chunk of
+    `BUCKETS[-1]` series pads to its bucket in place (the scanned series' rows count towards it).
+
+    >>> _spare_rows(1000, 0), _spare_rows(1000, 30), _spare_rows(1030, 0), _spare_rows(0, 2)
+    (24, 0, 10, 0)
+    """
+    if rounds == 0:
+        return 0
+    last = rounds - (rounds - 1) // BUCKETS[-1] * BUCKETS[-1]
+    return max(0, bucket_for(last) - last - scanned)
 
 
 @dataclass
@@ -149,47 +162,56 @@ class PredictProcessor:
         if not groups:
             return {}
 
-        series = list(groups)
-        rows = self._load_rows(series, groups)
-        row_of = {sid: i for i, sid in enumerate(series)}
-        degraded = {sid: bool(flag) for sid, flag in
-                    zip(series, rows_leaf(rows, lambda s: s.ingest.degraded, self.predictor).tolist(), strict=True)}
-        changed: set[str] = set()
-        # A few series with many ticks each go through one compiled scan apiece; the rest in rounds.
-        busy = [sid for sid in series if len(groups[sid].ticks) >= SCAN_MIN_TICKS]
+        # Rounds take the r-th tick of every series that has one; with the series ordered by tick count,
+        # most first (stable), round r's series are a prefix of that order, so each round's states are
+        # a slice of the matrix (`run_round_rows`'s contiguous case). A few series with many ticks each
+        # go through one compiled scan apiece instead; their rows follow the rounds'.
+        busy = [sid for sid, group in groups.items() if len(group.ticks) >= SCAN_MIN_TICKS]
         busy = busy if len(busy) <= SCAN_MAX_SERIES else []
-        for sid in busy:
+        scanned = set(busy)
+        rest = sorted((sid for sid in groups if sid not in scanned), key=lambda sid: -len(groups[sid].ticks))
+        series = rest + busy
+        rows = self._load_rows(series, groups, spare=_spare_rows(len(rest), len(busy)))
+        degraded = dict(zip(series, rows_leaf(rows[:len(series)], lambda s: s.ingest.degraded,
+                                              self.predictor).astype(bool).tolist(), strict=True))
+        changed: set[str] = set()
+        await self.output.learn(PREDICTIONS)
+        for offset, sid in enumerate(busy, start=len(rest)):
             group = groups[sid]
-            outcomes, before_rows, after = run_series_rows(rows[row_of[sid]], [t.ts_ns for t in group.ticks],
+            outcomes, before_rows, after = run_series_rows(rows[offset], [t.ts_ns for t in group.ticks],
                                                            [t.value for t in group.ticks], self.predictor)
-            rows[row_of[sid]] = after
+            rows[offset] = after
             for r, (tick, out) in enumerate(zip(group.ticks, outcomes, strict=True)):
                 after_tick = before_rows[r + 1] if r + 1 < len(before_rows) else after
                 await self._outcome(sid, tick, group.events[r], out, before_rows[r], after_tick, degraded, changed)
-        scanned = set(busy)
-        rest = [sid for sid in series if sid not in scanned]
-        depth = max((len(groups[sid].ticks) for sid in rest), default=0)
+        depth = len(groups[rest[0]].ticks) if rest else 0
+        active = len(rest)
         for r in range(depth):
-            active = [sid for sid in rest if len(groups[sid].ticks) > r]
-            ticks = [groups[sid].ticks[r] for sid in active]
-            index = [row_of[sid] for sid in active]
-            # before_rows: the states before this round, decoded only for a refusal's or alarm's message
-            outcomes, before_rows = run_round_rows(rows, index, [t.ts_ns for t in ticks], [t.value for t in ticks],
-                                                   self.predictor)
-            for k, (sid, tick, out) in enumerate(zip(active, ticks, outcomes, strict=True)):
-                await self._outcome(sid, tick, groups[sid].events[r], out, before_rows[k], rows[row_of[sid]],
-                                    degraded, changed)
-        return {sid: (groups[sid].events[-1], rows[row_of[sid]].tobytes()) for sid in changed}
+            while len(groups[rest[active - 1]].ticks) <= r:
+                active -= 1
+            ticks = [groups[sid].ticks[r] for sid in rest[:active]]
+            # before: the states this round's refusals and alarms met, by position (their messages read them)
+            outcomes, before = run_round_rows(rows, range(active), [t.ts_ns for t in ticks],
+                                              [t.value for t in ticks], self.predictor)
+            for k, (sid, tick, out) in enumerate(zip(rest, ticks, outcomes, strict=False)):
+                if out.accepted and not out.regime_change and out.degraded == degraded[sid]:
+                    changed.add(sid)  # the common tick, inline: one prediction, nothing else
+                    self._put_prediction(sid, tick, out)
+                else:
+                    await self._outcome(sid, tick, groups[sid].events[r], out, before.get(k), rows[k], degraded,
+                                        changed)
+        return {sid: (groups[sid].events[-1], rows[i].tobytes()) for i, sid in enumerate(series) if sid in changed}
 
-    async def _outcome(self, sid: str, tick: ObservationIn, event: EventT, out: TickOutcome, before: np.ndarray,
-                       after: np.ndarray, degraded: dict[str, bool], changed: set[str]) -> None:
+    async def _outcome(self, sid: str, tick: ObservationIn, event: EventT, out: TickOutcome,
+                       before: np.ndarray | None, after: np.ndarray, degraded: dict[str, bool],
+                       changed: set[str]) -> None:
         """The messages of one tick: its prediction (and a regime change), or its refusal; a change of
         degraded mode. `before` / `after` are the series' encoded states around the tick, decoded only
-        for a refusal's or an alarm's message."""
+        for a refusal's or an alarm's message (`before` may be None for any other tick)."""
         if out.reason != REASON_STALE:  # the step leaves state as it was: no table write
             changed.add(sid)
         if out.accepted:
-            await self._predict(sid, tick, out)
+            self._put_prediction(sid, tick, out)
             if out.regime_change:
                 await self._regime_change(sid, tick, self._decode(before), self._decode(after), out)
         else:
@@ -211,11 +233,13 @@ class PredictProcessor:
             return
         topic = self.table.changelog_topic.get_topic_name()
         store = self._store()
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
         for sid, (event, data) in states.items():
-            key = sid.encode()
-            partition = event.message.partition
-            store.set_in(partition, key, data)  # the store alone: no Faust changelog record
-            await self.output.send_to(topic, partition, key, data)
+            by_partition.setdefault(event.message.partition, []).append((sid.encode(), data))
+        for partition, items in by_partition.items():
+            store.set_many_in(partition, items)  # the store alone: no Faust changelog record
+            for key, data in items:
+                self.output.put_to(topic, partition, key, data)
         await self.output.flush()
         for (name, partition), offset in self.output.last_offsets.items():
             if name == topic:
@@ -228,17 +252,20 @@ class PredictProcessor:
             raise TypeError(f"the state table's store is {type(store).__name__}, not ChangelogBackedStore")
         return store
 
-    def _decode(self, row: np.ndarray) -> SeriesState:
+    def _decode(self, row: np.ndarray | None) -> SeriesState:
+        if row is None:
+            raise RuntimeError("a refusal or an alarm without the state it met (run_round_rows kept none)")
         return state_from_bytes(row.tobytes(), self.predictor)
 
-    async def _predict(self, sid: str, tick: ObservationIn, out: TickOutcome) -> None:
+    def _put_prediction(self, sid: str, tick: ObservationIn, out: TickOutcome) -> None:
+        """Queue the tick's prediction (`output.learn(PREDICTIONS)` has run)."""
         message = codecs.prediction_dict(
             sid, tick.ts_ns, out.prediction, out.lower, out.upper,
             weights=[min(max(w, 0.0), 1.0) for w in out.weights], mode=MODE_NAMES[out.mode],
             regime_change=out.regime_change, cusum_statistic=out.cusum, cusum_threshold=out.cusum_threshold,
             anomaly_score=min(max(out.anomaly_score, 0.0), 1.0), config_version=self.version,
         )
-        await self.output.send(PREDICTIONS, sid.encode(), codecs.dumps(message))
+        self.output.put(PREDICTIONS, sid.encode(), codecs.dumps(message))
         self.counters.predictions += 1
 
     async def _regime_change(self, sid: str, tick: ObservationIn, before: SeriesState, after: SeriesState,
@@ -267,12 +294,19 @@ class PredictProcessor:
         await self.output.send(EVENTS, sid.encode(), codecs.dumps(event))
         self.counters.events += 1
 
-    def _load_rows(self, series: list[str], groups: dict[str, _SeriesBatch]) -> np.ndarray:
-        """The batch's series' states as encoded rows; a series without one (or with one of another
-        layout, e.g. written under a different config) starts afresh."""
+    def _load_rows(self, series: list[str], groups: dict[str, _SeriesBatch], spare: int = 0) -> np.ndarray:
+        """The batch's series' states as encoded rows (then `spare` fresh ones); a series without one (or
+        with one of another layout, e.g. written under a different config) starts afresh."""
         store = self._store()
-        raws = [store.get_in(groups[sid].events[0].message.partition, sid.encode()) for sid in series]
-        rows, unusable = state_rows(raws, self.predictor)
+        by_partition: dict[int, list[int]] = {}
+        for i, sid in enumerate(series):
+            by_partition.setdefault(groups[sid].events[0].message.partition, []).append(i)
+        raws: list[bytes | None] = [None] * len(series)
+        for partition, members in by_partition.items():
+            for i, raw in zip(members, store.get_many_in(partition, [series[i].encode() for i in members]),
+                              strict=True):
+                raws[i] = raw
+        rows, unusable = state_rows(raws, self.predictor, spare)
         for i in unusable:
             log.warning("series %r: stored state unusable (not this config's layout); starting it afresh",
                         series[i])

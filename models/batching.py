@@ -20,8 +20,7 @@ import bisect
 import functools
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -149,12 +148,14 @@ def run_series_rows(row: np.ndarray, ts_ns: Sequence[int], values: Sequence[floa
     return outcomes, np.concatenate(before), current[0].copy()
 
 
-@dataclass(frozen=True, slots=True)
-class TickOutcome:
+class TickOutcome(NamedTuple):
     """Result of one tick, as plain Python numbers (see `models.step.StepResult`).
 
     prediction/lower/upper/weights are the forecast for the series' next tick; for a refused tick they
     are the series' standing forecast. degraded is the series' degraded flag after this tick.
+
+    A NamedTuple rather than a dataclass: the worker makes one per observation, and a round's are built
+    from the outcome matrix's columns in C (`_outcomes`), not field by field in Python.
     """
 
     accepted: bool
@@ -171,11 +172,23 @@ class TickOutcome:
     degraded: bool
 
 
+#: Columns of `_columns`' matrix that `_outcomes` and `run_round_rows` read by position.
+_ACCEPTED, _REASON, _MODE, _W0 = 0, 1, 5, 7
+_REGIME = _W0 + N_KERNELS
+_DEGRADED = _REGIME + 3
+
+
 def _outcomes(matrix: np.ndarray, n: int) -> list[TickOutcome]:
-    """TickOutcomes from the first n rows of `_columns`' matrix."""
-    w = 7 + N_KERNELS  # the weights are columns 7 to w - 1
-    return [TickOutcome(bool(r[0]), int(r[1]), r[2], r[3], r[4], int(r[5]), r[6], tuple(r[7:w]),
-                        bool(r[w]), r[w + 1], r[w + 2], bool(r[w + 3])) for r in matrix[:n].tolist()]
+    """TickOutcomes from the first n rows of `_columns`' matrix: each column converted once (flags to
+    bools, codes to ints), the rows zipped together in C."""
+    m = matrix[:n]
+    flags = (m[:, [_ACCEPTED, _REGIME, _DEGRADED]] != 0).T.tolist()
+    codes = m[:, [_REASON, _MODE]].astype(np.int64).T.tolist()
+    cols = m.T.tolist()
+    weights = list(zip(*cols[_W0:_REGIME], strict=True))
+    return list(map(TickOutcome._make, zip(flags[0], codes[0], cols[2], cols[3], cols[4], codes[1], cols[6],
+                                            weights, flags[1], cols[_REGIME + 1], cols[_REGIME + 2], flags[2],
+                                            strict=True)))
 
 
 def run_round(states: Sequence[SeriesState], ts_ns: Sequence[int], values: Sequence[float],
@@ -191,30 +204,47 @@ def run_round(states: Sequence[SeriesState], ts_ns: Sequence[int], values: Seque
 
 
 def run_round_rows(rows: np.ndarray, active: Sequence[int] | range, ts_ns: Sequence[int], values: Sequence[float],
-                   config: PredictorConfig) -> tuple[list[TickOutcome], np.ndarray]:
+                   config: PredictorConfig) -> tuple[list[TickOutcome], dict[int, np.ndarray]]:
     """`run_round` on encoded states: one tick to each series whose row index is in `active` (distinct),
     updating those rows of `rows` (a `models.state.state_rows` matrix) in place. Returns the outcomes in
-    input order and the rows as they were before the tick (the copy the step was fed anyway; a refusal's
-    or an alarm's message reads it).
+    input order and, for each tick that was refused or raised an alarm (whose message reads the state
+    it met), the row as it was before the tick, keyed by the tick's position in the input.
 
     The worker's path: states go from the table's bytes to the compiled step and back as rows (decoded
-    and encoded inside XLA), with no per-series pytree in between.
+    and encoded inside XLA), with no per-series pytree in between. When `active` is a `range` of step 1
+    (the worker orders its series so that every round is one), the round's rows are a slice of `rows`:
+    no gather before the step nor scatter after it, and where `rows` extends past the round (the
+    worker's `spare` rows, or series idle this round) those rows pad the bucket instead of copies of a
+    fresh state; a padding row's results are dropped.
     """
     outcomes: list[TickOutcome] = []
-    before: list[np.ndarray] = []
+    before: dict[int, np.ndarray] = {}
     top = BUCKETS[-1]
     step = _compiled_rows(config)
+    contiguous = isinstance(active, range) and active.step == 1
     for start in range(0, len(active), top):
-        idx = np.asarray(active[start:start + top], dtype=np.intp)
-        n = len(idx)
+        n = min(top, len(active) - start)
         size = bucket_for(n)
-        chunk = rows[idx] if size == n else np.concatenate([rows[idx], fresh_rows(size - n, config)])
-        before.append(chunk[:n])
+        if contiguous:
+            first = active[start]
+            idx: slice | np.ndarray = slice(first, first + n)
+            if first + size <= len(rows):
+                chunk = rows[first:first + size]
+            else:
+                chunk = np.concatenate([rows[first:first + n], fresh_rows(size - n, config)])
+        else:
+            idx = np.asarray(active[start:start + top], dtype=np.intp)
+            chunk = rows[idx] if size == n else np.concatenate([rows[idx], fresh_rows(size - n, config)])
         ts = np.zeros(size, np.int64)
         vals = np.zeros(size, np.float64)
         ts[:n] = ts_ns[start:start + n]
         vals[:n] = values[start:start + n]
         new_rows, matrix = step(np.ascontiguousarray(chunk), ts, vals)
+        m = np.asarray(matrix)[:n]
+        # Before the write below overwrites them (chunk may be a view of rows): the rows a refusal's or
+        # an alarm's message will read.
+        for k in np.flatnonzero((m[:, _ACCEPTED] == 0) | (m[:, _REGIME] != 0)).tolist():
+            before[start + k] = chunk[k].copy()
         rows[idx] = np.asarray(new_rows)[:n]
-        outcomes.extend(_outcomes(np.asarray(matrix), n))
-    return outcomes, (before[0] if len(before) == 1 else np.concatenate(before))
+        outcomes.extend(_outcomes(m, n))
+    return outcomes, before

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -275,9 +275,11 @@ def unstack_state(batch: SeriesState, index: int) -> SeriesState:
 # holds hundreds of series; decoding and encoding them column by column (one NumPy operation per leaf
 # for the whole batch) instead of leaf by leaf per series is what keeps the codec off the profile.
 
-def state_rows(raws: list[bytes | None], config: PredictorConfig | None = None) -> tuple[np.ndarray, list[int]]:
+def state_rows(raws: Sequence[bytes | None], config: PredictorConfig | None = None,
+               spare: int = 0) -> tuple[np.ndarray, list[int]]:
     """Encoded states as rows of a uint8 matrix; a missing (None) or unusable state becomes a fresh one.
-    Returns the matrix and the indices of the unusable ones (for the caller to report).
+    Returns the matrix and the indices of the unusable ones (for the caller to report). `spare` fresh
+    rows follow the states' (padding a compiled round can use in place: `run_round_rows`).
 
     >>> m, bad = state_rows([state_to_bytes(init_state()), None, b"junk"])
     >>> m.shape == (3, state_bytes()), bad
@@ -290,7 +292,9 @@ def state_rows(raws: list[bytes | None], config: PredictorConfig | None = None) 
            if raw is not None and (len(raw) != layout.nbytes or raw[:_HEADER.size] != header)]
     unusable = set(bad)
     rows = [fresh if raw is None or i in unusable else raw for i, raw in enumerate(raws)]
-    return np.frombuffer(b"".join(rows), np.uint8).reshape(len(rows), layout.nbytes).copy(), bad
+    rows += [fresh] * spare
+    # bytearray's join makes the one writable copy (bytes' join, then a copy, made two)
+    return np.frombuffer(bytearray().join(rows), np.uint8).reshape(len(rows), layout.nbytes), bad
 
 
 @functools.cache

@@ -99,6 +99,21 @@ def parse_ts(ts: str | int | float | Decimal, *, pre_epoch: bool = False) -> int
     return ns
 
 
+_PLAIN_KEYS = frozenset({"series_id", "ts", "value"})
+
+
+def _plainly_valid(msg: Any) -> bool:
+    """True for the common record the schema admits, checked without the validator: exactly the three
+    required keys, a series_id of 1-200 characters, an epoch-number ts >= 0 and a number value (the
+    validator cost about 1 µs of a 2.5 µs decode). False means only "ask the validator"; a test holds
+    this to agree with it."""
+    if type(msg) is not dict or msg.keys() != _PLAIN_KEYS:
+        return False
+    sid, ts, value = msg["series_id"], msg["ts"], msg["value"]
+    return (type(sid) is str and 0 < len(sid) <= 200 and type(ts) in (int, float) and ts >= 0
+            and type(value) in (int, float))
+
+
 def decode_observation(key: bytes | None, raw: bytes | None) -> ObservationIn | Refusal:
     """Decode and validate one usp.observations record.
 
@@ -115,10 +130,11 @@ def decode_observation(key: bytes | None, raw: bytes | None) -> ObservationIn | 
         return Refusal("malformed_json", f"not JSON: {exc}")
     series_id = msg.get("series_id") if isinstance(msg, dict) else None
     series_id = series_id if isinstance(series_id, str) else None
-    try:
-        validator("observation")(msg)
-    except fastjsonschema.JsonSchemaValueException as exc:
-        return Refusal("schema", f"does not match schemas/observation.json: {exc.message}", series_id)
+    if not _plainly_valid(msg):
+        try:
+            validator("observation")(msg)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            return Refusal("schema", f"does not match schemas/observation.json: {exc.message}", series_id)
     assert series_id is not None
     value = msg["value"]
     if isinstance(value, bool):

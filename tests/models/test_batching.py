@@ -70,21 +70,37 @@ def test_round_over_more_series_than_the_largest_bucket_matches_single_steps(mon
     assert outcomes[0].degraded and not outcomes[0].accepted
 
 
-def test_rounds_on_encoded_rows_match_single_steps_with_idle_series(monkeypatch) -> None:
-    """The worker's path: states as encoded rows updated in place, a different subset of series active
-    in each round. Every outcome and every final state equals the un-batched step's."""
+@pytest.mark.parametrize("rounds", ["subset", "prefix"])
+def test_rounds_on_encoded_rows_match_single_steps_with_idle_series(monkeypatch, rounds: str) -> None:
+    """The worker's path: states as encoded rows updated in place, a different set of series active in
+    each round: any subset (gathered and scattered), or a prefix given as a range (the worker's case:
+    slices of the matrix, padded in place by the rows after them). Every outcome and every final state
+    equals the un-batched step's; the rows of idle series are untouched; the rows handed back are
+    exactly those of the refused or alarmed ticks, as they were before the round."""
     monkeypatch.setattr(batching, "BUCKETS", SMALL_BUCKETS)
     n = SMALL_BUCKETS[-1] + 5
     rng = np.random.default_rng(3)
     states = [init_state(CFG) for _ in range(n)]
     rows, unusable = state_rows([None] * n, CFG)
     assert unusable == []
+    kept = 0
     for t in range(25):
-        active = [i for i in range(n) if rng.random() < 0.7]
+        if rounds == "subset":
+            active: list[int] | range = [i for i in range(n) if rng.random() < 0.7]
+        else:
+            active = range(int(rng.integers(1, n + 1)))
         values = [float(v) for v in 50 + 10 * rng.standard_normal(len(active))]
-        before = rows[active].copy()
+        if t % 6 == 5:
+            values[0] = 1e6  # an outlier: refused, so its row comes back
+        start = rows.copy()
         outcomes, fed = run_round_rows(rows, active, [1 + t] * len(active), values, CFG)
-        assert np.array_equal(fed, before)
+        refused_or_alarmed = {k for k, out in enumerate(outcomes) if not out.accepted or out.regime_change}
+        assert set(fed) == refused_or_alarmed
+        for k, row in fed.items():
+            assert np.array_equal(row, start[active[k]])
+        kept += len(fed)
+        idle = np.setdiff1d(np.arange(n), np.asarray(active, dtype=int))
+        assert np.array_equal(rows[idle], start[idle])
         for i, value, got in zip(active, values, outcomes, strict=True):
             states[i], result = single_step()(states[i], Observation(np.int64(1 + t), np.float64(value)), config=CFG)
             assert_same(got, expected_outcome(result))
@@ -93,6 +109,7 @@ def test_rounds_on_encoded_rows_match_single_steps_with_idle_series(monkeypatch)
         got = jax.tree_util.tree_leaves(state_from_bytes(rows[i].tobytes(), CFG))
         for a, b in zip(got, jax.tree_util.tree_leaves(states[i]), strict=True):
             np.testing.assert_allclose(a, np.asarray(b), rtol=1e-9, atol=1e-12)
+    assert kept > 0  # some rows did come back
 
 
 def test_refused_tick_still_returns_the_moved_ingest_counters() -> None:

@@ -1,7 +1,10 @@
 import base64
 
+import fastjsonschema
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import schemas
 from models.step import REASON_NAMES
@@ -138,3 +141,54 @@ def test_prediction_with_fused_weights_and_an_alarm_is_schema_valid() -> None:
                                   regime_change=True, cusum_statistic=6.2, cusum_threshold=5.0,
                                   anomaly_score=1.0, config_version="abc")
     codecs.validator("prediction")(orjson.loads(codecs.dumps(pred)))
+
+
+_numbers = st.one_of(st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1),
+                     st.floats(allow_nan=False, allow_infinity=False))
+_values = st.one_of(st.none(), _numbers, st.text(max_size=250), st.lists(st.integers(), max_size=2),
+                    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+_messages = st.one_of(
+    st.fixed_dictionaries({"series_id": st.one_of(st.text(max_size=5), st.text(min_size=195, max_size=210)),
+                           "ts": _numbers, "value": _numbers}),  # near the shortcut, and around its length limit
+    st.fixed_dictionaries({"series_id": _values, "ts": _values, "value": _values},
+                          optional={"meta": _values, "extra": _values}),
+    st.dictionaries(st.sampled_from(["series_id", "ts", "value", "meta", "x"]), _values, max_size=4),
+    _values,
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(_messages)
+def test_the_validators_shortcut_admits_only_what_the_schema_admits(msg: object) -> None:
+    """`_plainly_valid` skips the compiled validator for the common record: wherever it says yes, the
+    schema must say yes too (where it says no, the validator decides)."""
+    if codecs._plainly_valid(msg):
+        codecs.validator("observation")(msg)  # raises if the schema refuses it
+
+
+@pytest.mark.parametrize("msg", [
+    {"series_id": "s", "ts": 1, "value": 2.0},
+    {"series_id": "s" * 200, "ts": 1.5, "value": -3},
+    {"series_id": "s", "ts": 0, "value": 0},
+])
+def test_the_validators_shortcut_takes_the_common_record(msg: dict[str, object]) -> None:
+    assert codecs._plainly_valid(msg)
+
+
+@pytest.mark.parametrize(("msg", "schema_admits"), [
+    ({"series_id": "", "ts": 1, "value": 2.0}, False),
+    ({"series_id": "s" * 201, "ts": 1, "value": 2.0}, False),
+    ({"series_id": "s", "ts": -1, "value": 2.0}, False),
+    ({"series_id": "s", "ts": 1, "value": True}, False),
+    ({"series_id": "s", "ts": True, "value": 1.0}, False),
+    ({"series_id": "s", "ts": 1}, False),
+    ({"series_id": "s", "ts": "2024-01-01T00:00:00Z", "value": 2.0}, True),  # a string ts: its lengths
+    ({"series_id": "s", "ts": 1, "value": 2.0, "meta": {}}, True),
+])
+def test_the_validators_shortcut_leaves_the_rest_to_the_validator(msg: dict[str, object], schema_admits: bool) -> None:
+    assert not codecs._plainly_valid(msg)
+    if schema_admits:
+        codecs.validator("observation")(msg)
+    else:
+        with pytest.raises(fastjsonschema.JsonSchemaValueException):
+            codecs.validator("observation")(msg)
