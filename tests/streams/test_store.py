@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import faust
+from faust.types import TP
 
 from streams.store import BOUNDED_OPTIONS, URL, ChangelogBackedStore
 
@@ -108,3 +109,45 @@ def test_a_revoked_partition_is_flushed_and_an_unflushed_crash_loses_only_what_t
     write_and_die(tmp_path / "revoke", revoke=True)
     store = table_store(tmp_path / "revoke")
     assert all(store.get_in(1, b"series-%d" % i) == STATE for i in range(200))
+
+
+def test_many_key_reads_and_writes_agree_with_rocksdb_itself(tmp_path: Path) -> None:
+    """`set_many_in` writes one batch per partition; `get_many_in` reads recent writes from memory and
+    the rest from RocksDB: both give what RocksDB holds, a missing key None."""
+    store = table_store(tmp_path)
+    first = [(b"series-%d" % i, os.urandom(64)) for i in range(50)]
+    store.set_many_in(0, first)
+    store.set_many_in(1, [(b"series-3", b"in partition 1")])
+    keys = [key for key, _ in first] + [b"absent"]
+    expected = [value for _, value in first] + [None]
+    assert store.get_many_in(0, keys) == expected  # from memory
+    assert [store._db_for_partition(0).get(key) for key in keys] == expected  # what RocksDB holds
+    store.forget_recent()
+    assert store.get_many_in(0, keys) == expected  # from RocksDB
+    assert store.get_in(1, b"series-3") == b"in partition 1" and store.get_in(1, b"series-4") is None
+
+
+def test_recent_writes_kept_in_memory_are_bounded_and_the_rest_read_from_rocksdb(tmp_path: Path) -> None:
+    store = table_store(tmp_path)
+    store.recent_limit = 10 * len(STATE)
+    for i in range(50):
+        store.set_in(i % 2, b"series-%d" % i, STATE[:-2] + b"%02d" % i)
+    assert len(store._recent) == 10 and store._recent_bytes == 10 * len(STATE)
+    assert (1, b"series-49") in store._recent and (0, b"series-0") not in store._recent  # the oldest went
+    assert all(store.get_in(i % 2, b"series-%d" % i) == STATE[:-2] + b"%02d" % i for i in range(50))
+
+
+def test_writes_that_bypass_the_worker_are_never_hidden_by_remembered_values(tmp_path: Path) -> None:
+    """A changelog recovery (another worker's newer state) and Faust's own deletes go to RocksDB
+    without passing `set_in`: the next read sees them, not the value remembered before."""
+    from types import SimpleNamespace
+
+    store = table_store(tmp_path)
+    store.set_in(1, b"a", b"old a")
+    store.set_in(1, b"b", b"old b")
+    tp = TP(store.table.changelog_topic.get_topic_name(), 1)
+    newer = SimpleNamespace(message=SimpleNamespace(tp=tp, offset=7, partition=1, key=b"a", value=b"new a"))
+    store.apply_changelog_batch([newer], lambda k: k, lambda v: v)
+    assert store.get_in(1, b"a") == b"new a"
+    store._del(b"b")
+    assert store.get_in(1, b"b") is None
