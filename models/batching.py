@@ -39,12 +39,9 @@ from models.state import (
 )
 from models.step import Observation, StepResult, orchestrate_step
 
-#: Powers of 4 up to 64, then steps of about 1.5 (x 3/2, x 4/3): a round pays for every padding row as
-#: for a real one, and under backlog a round holds a few hundred series (1,000 series publishing at
-#: once drain in micro-batches of about 180 on the 2-core machine): padded to 256 that was 13.3 µs per
-#: real tick, to 192 about 10 (`run_round_rows` in-process). A bucket costs one more compile at warm-up
-#: (seconds, once: JAX's persistent cache keeps them).
-BUCKETS: tuple[int, ...] = (1, 4, 16, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+#: Powers of 4 up to 64, then of 2: a round of 300 series padded to 1,024 rows cost 43 µs per real tick
+#: against 26 at 512 (`usp bench`'s 300-series drain), for two more compiles at warm-up.
+BUCKETS: tuple[int, ...] = (1, 4, 16, 64, 128, 256, 512, 1024)
 #: Ticks of one series per compiled scan (`run_series_rows`): a multiple of what makes the scan pay.
 SERIES_SCAN = 32
 
