@@ -6,9 +6,11 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+from aiokafka.producer.message_accumulator import BatchBuilder
 from kafka import KafkaProducer
 from kafka.partitioner.default import murmur2
 
+import streams.output as output_module
 from models.config import StreamsConfig
 from streams.broker import EmbeddedBroker
 from streams.kafka import ensure_topics, make_consumer
@@ -143,3 +145,36 @@ def test_a_failed_submission_leaves_the_other_partitions_batches_open() -> None:
 
     sent, still_open = asyncio.run(scenario())
     assert sent == [(0, [b"r0"]), (2, [b"r2"])] and still_open == 0  # partition 1's batch failed, 2's kept
+
+
+def test_remembered_routes_are_bounded_and_put_needs_a_learnt_topic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`put` routes by the partitioner and remembers at most ROUTES_MAX keys a topic (then starts over),
+    always agreeing with murmur2; before `learn` it refuses rather than guess the partitions."""
+    monkeypatch.setattr(output_module, "ROUTES_MAX", 3)
+
+    class Sender:
+        def create_batch(self) -> BatchBuilder:
+            return BatchBuilder(StreamsConfig().producer_max_batch_bytes, 0)
+
+        async def partitions_for(self, topic: str) -> set[int]:
+            return set(range(PARTITIONS))
+
+    async def scenario() -> tuple[dict[bytes, int], dict[tuple[str, int], int]]:
+        out = OutputProducer("kafka://127.0.0.1:9", StreamsConfig())
+        out._producer = Sender()  # type: ignore[assignment]
+        with pytest.raises(RuntimeError, match="before learn"):
+            out.put(PREDICTIONS, b"k", b"v")
+        await out.learn(PREDICTIONS)
+        for i in range(10):
+            out.put(PREDICTIONS, b"k%d" % i, b"v")
+        out.put(PREDICTIONS, b"k9", b"v")  # remembered
+        return out._routes[PREDICTIONS], {tp: b.record_count() for tp, b in out._open.items()}
+
+    routes, counts = asyncio.run(scenario())
+    assert 1 <= len(routes) <= 3
+    assert all(p == (murmur2(k) & 0x7FFFFFFF) % PARTITIONS for k, p in routes.items())
+    expected: dict[tuple[str, int], int] = {}
+    for k in [b"k%d" % i for i in range(10)] + [b"k9"]:
+        tp = (PREDICTIONS, (murmur2(k) & 0x7FFFFFFF) % PARTITIONS)
+        expected[tp] = expected.get(tp, 0) + 1
+    assert counts == expected
