@@ -70,6 +70,7 @@ class ChangelogBackedStore(RocksDBStore):
         self._recent: OrderedDict[tuple[int, bytes], bytes] = OrderedDict()  # (partition, key) -> value
         self._recent_bytes = 0
         self.recent_limit = RECENT_BYTES
+        self._no_wal = self._no_wal_options()  # made once: every write batch names it
 
     def _remember(self, partition: int, key: bytes, value: bytes) -> None:
         recent = self._recent
@@ -110,10 +111,11 @@ class ChangelogBackedStore(RocksDBStore):
     def _open_for_partition(self, partition: int) -> Any:
         db = super()._open_for_partition(partition)
         if self.use_rocksdict:
-            db.set_write_options(self._write_options())
+            db.set_write_options(self._no_wal)
         return db
 
-    def _write_options(self) -> rocksdict.WriteOptions:
+    @staticmethod
+    def _no_wal_options() -> rocksdict.WriteOptions:
         options = rocksdict.WriteOptions()
         options.disable_wal = True  # type: ignore[method-assign,assignment]  # a property; the stub says method
         return options
@@ -163,7 +165,7 @@ class ChangelogBackedStore(RocksDBStore):
             batch = rocksdict.WriteBatch(raw_mode=True)
             for key, value in items:
                 batch.put(key, value)
-            db.write(batch, self._write_options())  # named: whether `write` takes the preset is not documented
+            db.write(batch, self._no_wal)  # named: whether `write` takes the preset is not documented
         else:
             for key, value in items:
                 db.put(key, value)
