@@ -41,6 +41,10 @@ class StreamsConfig:
     producer_max_batch_bytes: batch size of the worker's producer (outputs and the state changelog):
         records are appended to one batch per partition, so room for a micro-batch's share of states
         and predictions means a few submissions per batch.
+    step_threads: threads XLA runs one compiled step on in a worker (0: XLA's default, one per core).
+        A worker's event loop waits for each step, so more threads only shorten that wait, and on
+        two cores the second one cost more than it saved: 12.0 against 8.1 µs of CPU per series-tick
+        at a round of 256 series, for the same wall time. Scale out with workers, not step threads.
     """
 
     partitions: int = 8
@@ -53,6 +57,7 @@ class StreamsConfig:
     session_timeout_s: float = 6.0
     heartbeat_s: float = 2.0
     producer_max_batch_bytes: int = 524_288
+    step_threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -296,6 +301,7 @@ def _check_ranges(config: USPConfig) -> None:
         (1 <= s.fetch_max_wait_ms <= 10_000, "streams.fetch_max_wait_ms must be in [1, 10000]"),
         (0 < s.heartbeat_s < s.session_timeout_s, "streams.heartbeat_s must be in (0, session_timeout_s)"),
         (1 <= s.producer_max_batch_bytes <= 1_048_576, "streams.producer_max_batch_bytes must be in [1, 1048576]"),
+        (0 <= s.step_threads <= 1024, "streams.step_threads must be in [0, 1024] (0: one per core)"),
         (0 < o.interval_level < 1, "orchestration.interval_level must be in (0, 1)"),
         (0 <= o.warmup_steps <= 1_000_000, "orchestration.warmup_steps must be in [0, 1000000]"),
         (o.window in (16, 32, 64), "orchestration.window must be 16, 32 or 64"),

@@ -101,6 +101,7 @@ def test_predictor_is_the_step_sections_and_hashable() -> None:
         ({"cusum": {"h": float("inf")}}, "h must be finite"),
         ({"orchestration": {"jko_radius": float("inf")}}, "jko_radius must be finite"),
         ({"streams": {"heartbeat_s": 10}}, "streams.heartbeat_s must be in (0, session_timeout_s)"),
+        ({"streams": {"step_threads": -1}}, "streams.step_threads must be in [0, 1024] (0: one per core)"),
         ({"streams": []}, "[streams] must be a table"),
         ({"cusum": 5}, "[cusum] must be a table"),
     ],
