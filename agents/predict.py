@@ -23,7 +23,7 @@ import numpy as np
 from faust.types import TP, EventT, TopicT
 
 from agents.ready import announce_ready
-from models.batching import BUCKETS, TickOutcome, bucket_for, run_round_rows, run_series_rows, warm_up
+from models.batching import BUCKETS, TickOutcome, bucket_for, round_chunks, run_series_rows, warm_up
 from models.config import PredictorConfig, USPConfig
 from models.state import SeriesState, rows_leaf, state_from_bytes, state_rows
 from models.step import MODE_NAMES, REASON_NAMES, REASON_STALE
@@ -164,7 +164,7 @@ class PredictProcessor:
 
         # Rounds take the r-th tick of every series that has one; with the series ordered by tick count,
         # most first (stable), round r's series are a prefix of that order, so each round's states are
-        # a slice of the matrix (`run_round_rows`'s contiguous case). A few series with many ticks each
+        # a slice of the matrix (`round_chunks`). A few series with many ticks each
         # go through one compiled scan apiece instead; their rows follow the rounds'.
         busy = [sid for sid, group in groups.items() if len(group.ticks) >= SCAN_MIN_TICKS]
         busy = busy if len(busy) <= SCAN_MAX_SERIES else []
@@ -190,16 +190,18 @@ class PredictProcessor:
             while len(groups[rest[active - 1]].ticks) <= r:
                 active -= 1
             ticks = [groups[sid].ticks[r] for sid in rest[:active]]
-            # before: the states this round's refusals and alarms met, by position (their messages read them)
-            outcomes, before = run_round_rows(rows, range(active), [t.ts_ns for t in ticks],
-                                              [t.value for t in ticks], self.predictor)
-            for k, (sid, tick, out) in enumerate(zip(rest, ticks, outcomes, strict=False)):
-                if out.accepted and not out.regime_change and out.degraded == degraded[sid]:
-                    changed.add(sid)  # the common tick, inline: one prediction, nothing else
-                    self._put_prediction(sid, tick, out)
-                else:
-                    await self._outcome(sid, tick, groups[sid].events[r], out, before.get(k), rows[k], degraded,
-                                        changed)
+            # Chunk by chunk: XLA computes the next chunk while this loop handles one's outcomes. before:
+            # the states the chunk's refusals and alarms met, by position (their messages read them).
+            for start, outcomes, before in round_chunks(rows, 0, active, [t.ts_ns for t in ticks],
+                                                        [t.value for t in ticks], self.predictor):
+                for k, out in enumerate(outcomes, start=start):
+                    sid, tick = rest[k], ticks[k]
+                    if out.accepted and not out.regime_change and out.degraded == degraded[sid]:
+                        changed.add(sid)  # the common tick, inline: one prediction, nothing else
+                        self._put_prediction(sid, tick, out)
+                    else:
+                        await self._outcome(sid, tick, groups[sid].events[r], out, before.get(k), rows[k],
+                                            degraded, changed)
         return {sid: (groups[sid].events[-1], rows[i].tobytes()) for i, sid in enumerate(series) if sid in changed}
 
     async def _outcome(self, sid: str, tick: ObservationIn, event: EventT, out: TickOutcome,
@@ -254,7 +256,7 @@ class PredictProcessor:
 
     def _decode(self, row: np.ndarray | None) -> SeriesState:
         if row is None:
-            raise RuntimeError("a refusal or an alarm without the state it met (run_round_rows kept none)")
+            raise RuntimeError("a refusal or an alarm without the state it met (round_chunks kept none)")
         return state_from_bytes(row.tobytes(), self.predictor)
 
     def _put_prediction(self, sid: str, tick: ObservationIn, out: TickOutcome) -> None:

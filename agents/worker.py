@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import faust
-import jax
 from jax._src import xla_bridge  # only for `backends_are_initialized`, which jax.extend does not export
 
 from agents.predict import PredictProcessor, register_predict_agent
@@ -23,26 +22,24 @@ log = logging.getLogger(__name__)
 
 
 def pin_step_runtime(threads: int) -> bool:
-    """Run the process's compiled steps inline on the thread that calls them, on `threads` XLA threads
-    (0: XLA's default, one per core). Returns False, and changes nothing, once JAX has made its CPU
-    client: XLA sizes that client's thread pool from the NPROC environment variable when it makes it
-    (`DefaultThreadPoolSize` in xla/pjrt/utils.cc), once per process.
+    """Run the process's compiled steps on `threads` XLA threads (0: XLA's default, one per core).
+    Returns False, and changes nothing, once JAX has made its CPU client: XLA sizes that client's
+    thread pool from the NPROC environment variable when it makes it (`DefaultThreadPoolSize` in
+    xla/pjrt/utils.cc), once per process.
 
-    Why (`streams.step_threads` says more): the agent reads each step's outcome right after calling
-    it, so the event loop waits for the step either way. JAX's asynchronous dispatch only hands the
-    step to another thread and back, and a second XLA thread cost more CPU than it saved. Measured
-    in-process on the 2-core machine, µs per series-tick, wall / CPU:
-    - at a round of 16 series: 21.4 / 24.3 by default, 14.2 / 14.2 inline on one thread;
-    - at 256 series: 8.3 / 12.0, and 8.0 / 8.0;
-    - at 1,024 series: 7.4 / 10.7, and 8.2 / 8.3 (the one case where two threads shorten the wait).
+    Why one (`streams.step_threads` says more): the worker's event loop waits for each step, and a
+    second thread cost more CPU than it saved. Measured in-process on the 2-core machine, µs per
+    series-tick, wall / CPU, XLA's default against one thread:
+    - at a round of 16 series: 21.4 / 24.3 against 18.4 / 17.7;
+    - at 256 series: 8.3 / 12.0 against 8.1 / 8.1;
+    - at 1,024 series: 7.4 / 10.7 against 8.4 / 8.4 (the one case where two threads shorten the wait).
+    Dispatch stays asynchronous: `models.batching.round_chunks` relies on it.
     """
     if xla_bridge.backends_are_initialized():
-        log.warning("JAX is already running: streams.step_threads = %d and inline dispatch not applied",
-                    threads)
+        log.warning("JAX is already running: streams.step_threads = %d not applied", threads)
         return False
     if threads > 0:
         os.environ["NPROC"] = str(threads)
-    jax.config.update("jax_cpu_enable_async_dispatch", False)
     return True
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -42,6 +42,9 @@ from models.step import Observation, StepResult, orchestrate_step
 #: Powers of 4 up to 64, then of 2: a round of 300 series padded to 1,024 rows cost 43 µs per real tick
 #: against 26 at 512 (`usp bench`'s 300-series drain), for two more compiles at warm-up.
 BUCKETS: tuple[int, ...] = (1, 4, 16, 64, 128, 256, 512, 1024)
+#: A compiled call's fixed cost in rows: about a quarter of a millisecond, at about 8 µs per row (`usp
+#: bench`'s step figures), so `split_round` makes another call only where that saves more padding rows.
+CALL_COST_ROWS = 32
 #: Ticks of one series per compiled scan (`run_series_rows`): a multiple of what makes the scan pay.
 SERIES_SCAN = 32
 
@@ -203,6 +206,79 @@ def run_round(states: Sequence[SeriesState], ts_ns: Sequence[int], values: Seque
     return [state_from_bytes(row.tobytes(), config) for row in rows], outcomes
 
 
+def split_round(n: int, buckets: Sequence[int] | None = None) -> tuple[int, ...]:
+    """The bucket sizes that one contiguous round of n series is stepped in, largest first: whole
+    largest buckets, then the split of the rest with the fewest padding rows plus `CALL_COST_ROWS` per
+    call. Only the last call is padded.
+
+    >>> split_round(175), split_round(200), split_round(300), split_round(1000), split_round(2100)
+    ((128, 64), (256,), (256, 64), (1024,), (1024, 1024, 64))
+    """
+    sizes = tuple(BUCKETS if buckets is None else buckets)
+    whole, rest = divmod(n, sizes[-1])
+    return (sizes[-1],) * whole + (_split_rest(sizes)[rest] if rest else ())
+
+
+@functools.cache
+def _split_rest(buckets: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """For every n below the largest bucket, its cheapest split (a small dynamic programme)."""
+    best: list[tuple[int, tuple[int, ...]]] = [(0, ())]
+    for n in range(1, buckets[-1]):
+        best.append(min((b + CALL_COST_ROWS + best[max(n - b, 0)][0], (b, *best[max(n - b, 0)][1]))
+                        for b in buckets))
+    return [tuple(sorted(split, reverse=True)) for _, split in best]
+
+
+class RoundChunk(NamedTuple):
+    """One compiled call's share of a round (`round_chunks`): the outcomes of the round's ticks from
+    position `start` on, and the rows that its refused or alarmed ticks met, by position."""
+
+    start: int
+    outcomes: list[TickOutcome]
+    before: dict[int, np.ndarray]
+
+
+def round_chunks(rows: np.ndarray, first: int, n: int, ts_ns: Sequence[int], values: Sequence[float],
+                 config: PredictorConfig) -> Iterator[RoundChunk]:
+    """One tick to each of the series in rows[first:first + n] (`run_round_rows`' contiguous case), in
+    the calls `split_round` chooses, all dispatched before the first result is read. Each chunk's rows
+    are written back as it is yielded.
+
+    Why a generator: JAX returns from a call before XLA has computed it, so while the caller handles
+    one chunk's outcomes (a worker's predictions), XLA computes the next. The worker's micro-batches
+    under backlog hold about 180 series, a round of 128 + 64 rows instead of 256: in-process,
+    `PredictProcessor.process` took 23-24 µs of wall time per observation against 28-30 in one call.
+
+    No write-back touches rows that a dispatched call still reads: only the last call is padded, by
+    the rows after the round's, and the calls' real rows are disjoint.
+    """
+    step = _compiled_rows(config)
+    calls: list[tuple[int, int, np.ndarray, Any, Any]] = []
+    start = 0
+    for size in split_round(n):
+        k = min(size, n - start)
+        lo = first + start
+        if lo + size <= len(rows):
+            chunk = rows[lo:lo + size]
+        else:
+            chunk = np.concatenate([rows[lo:lo + k], fresh_rows(size - k, config)])
+        ts = np.zeros(size, np.int64)
+        vals = np.zeros(size, np.float64)
+        ts[:k] = ts_ns[start:start + k]
+        vals[:k] = values[start:start + k]
+        new_rows, matrix = step(np.ascontiguousarray(chunk), ts, vals)
+        calls.append((start, k, chunk, new_rows, matrix))
+        start += k
+    for start, k, chunk, new_rows, matrix in calls:
+        m = np.asarray(matrix)[:k]
+        # Before the write below overwrites them (chunk is a view of rows): the rows a refusal's or an
+        # alarm's message will read.
+        before = {start + j: chunk[j].copy()
+                  for j in np.flatnonzero((m[:, _ACCEPTED] == 0) | (m[:, _REGIME] != 0)).tolist()}
+        rows[first + start:first + start + k] = np.asarray(new_rows)[:k]
+        yield RoundChunk(start, _outcomes(m, k), before)
+
+
 def run_round_rows(rows: np.ndarray, active: Sequence[int] | range, ts_ns: Sequence[int], values: Sequence[float],
                    config: PredictorConfig) -> tuple[list[TickOutcome], dict[int, np.ndarray]]:
     """`run_round` on encoded states: one tick to each series whose row index is in `active` (distinct),
@@ -215,34 +291,29 @@ def run_round_rows(rows: np.ndarray, active: Sequence[int] | range, ts_ns: Seque
     (the worker orders its series so that every round is one), the round's rows are a slice of `rows`:
     no gather before the step nor scatter after it, and where `rows` extends past the round (the
     worker's `spare` rows, or series idle this round) those rows pad the bucket instead of copies of a
-    fresh state; a padding row's results are dropped.
+    fresh state; a padding row's results are dropped. That case is `round_chunks`, collected.
     """
     outcomes: list[TickOutcome] = []
     before: dict[int, np.ndarray] = {}
+    if isinstance(active, range) and active.step == 1:
+        for part in round_chunks(rows, active.start, len(active), ts_ns, values, config):
+            outcomes.extend(part.outcomes)
+            before.update(part.before)
+        return outcomes, before
     top = BUCKETS[-1]
     step = _compiled_rows(config)
-    contiguous = isinstance(active, range) and active.step == 1
     for start in range(0, len(active), top):
         n = min(top, len(active) - start)
         size = bucket_for(n)
-        if contiguous:
-            first = active[start]
-            idx: slice | np.ndarray = slice(first, first + n)
-            if first + size <= len(rows):
-                chunk = rows[first:first + size]
-            else:
-                chunk = np.concatenate([rows[first:first + n], fresh_rows(size - n, config)])
-        else:
-            idx = np.asarray(active[start:start + top], dtype=np.intp)
-            chunk = rows[idx] if size == n else np.concatenate([rows[idx], fresh_rows(size - n, config)])
+        idx = np.asarray(active[start:start + top], dtype=np.intp)
+        chunk = rows[idx] if size == n else np.concatenate([rows[idx], fresh_rows(size - n, config)])
         ts = np.zeros(size, np.int64)
         vals = np.zeros(size, np.float64)
         ts[:n] = ts_ns[start:start + n]
         vals[:n] = values[start:start + n]
         new_rows, matrix = step(np.ascontiguousarray(chunk), ts, vals)
         m = np.asarray(matrix)[:n]
-        # Before the write below overwrites them (chunk may be a view of rows): the rows a refusal's or
-        # an alarm's message will read.
+        # The rows a refusal's or an alarm's message will read (chunk is a gathered copy here).
         for k in np.flatnonzero((m[:, _ACCEPTED] == 0) | (m[:, _REGIME] != 0)).tolist():
             before[start + k] = chunk[k].copy()
         rows[idx] = np.asarray(new_rows)[:n]

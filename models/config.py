@@ -41,10 +41,10 @@ class StreamsConfig:
     producer_max_batch_bytes: batch size of the worker's producer (outputs and the state changelog):
         records are appended to one batch per partition, so room for a micro-batch's share of states
         and predictions means a few submissions per batch.
-    step_threads: threads XLA runs one compiled step on in a worker (0: XLA's default, one per core).
+    step_threads: threads XLA runs a worker's compiled steps on (0: XLA's default, one per core).
         A worker's event loop waits for each step, so more threads only shorten that wait, and on
         two cores the second one cost more than it saved: 12.0 against 8.1 µs of CPU per series-tick
-        at a round of 256 series, for the same wall time. Scale out with workers, not step threads.
+        at a round of 256 series, for about the same wall time. Scale out with workers instead.
     """
 
     partitions: int = 8

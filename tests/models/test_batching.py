@@ -171,3 +171,52 @@ def test_a_scan_in_two_calls_is_the_scan_in_one() -> None:
     assert first + rest == whole and np.array_equal(end, end2) and np.array_equal(before[0], middle)
     none, no_rows, same = batching.run_series_rows(rows[0], [], [], CFG)
     assert none == [] and no_rows.shape == (0, rows.shape[1]) and np.array_equal(same, rows[0])
+
+
+def _split_cost(sizes: tuple[int, ...]) -> int:
+    return sum(sizes) + batching.CALL_COST_ROWS * len(sizes)
+
+
+def _cheapest_split_cost(n: int, buckets: tuple[int, ...]) -> int:
+    """Brute force: every multiset of buckets that holds n rows (the reference for the DP)."""
+    best = None
+
+    def walk(left: int, smallest_index: int, cost: int) -> None:
+        nonlocal best
+        if left <= 0:
+            best = cost if best is None else min(best, cost)
+            return
+        for i in range(smallest_index, len(buckets)):
+            walk(left - buckets[i], i, cost + buckets[i] + batching.CALL_COST_ROWS)
+
+    walk(n, 0, 0)
+    assert best is not None
+    return best
+
+
+@pytest.mark.parametrize("buckets", [SMALL_BUCKETS, (1, 4, 16, 64)])
+def test_split_round_is_the_cheapest_split_and_pads_only_its_last_call(buckets: tuple[int, ...]) -> None:
+    for n in range(1, 3 * buckets[-1] + 2):
+        sizes = batching.split_round(n, buckets)
+        assert all(size in buckets for size in sizes)
+        assert list(sizes) == sorted(sizes, reverse=True)
+        assert sum(sizes) >= n > sum(sizes[:-1])  # every call but the last is full of the round's rows
+        whole = (n // buckets[-1]) * buckets[-1]  # whole largest buckets first, then the cheapest rest
+        rest = n - whole
+        assert _split_cost(sizes) == _split_cost(sizes[:n // buckets[-1]]) + (
+            _cheapest_split_cost(rest, buckets) if rest else 0)
+
+
+def test_round_chunks_write_each_chunk_back_as_it_is_handed_over(monkeypatch) -> None:
+    monkeypatch.setattr(batching, "BUCKETS", SMALL_BUCKETS)
+    n = 2 * SMALL_BUCKETS[-1] + 3  # calls of 16, 16 and 4 rows (the last padded by a fresh row)
+    rows, _ = state_rows([None] * n, CFG)
+    start = rows.copy()
+    chunks = batching.round_chunks(rows, 0, n, [1] * n, [5.0] * n, CFG)
+    seen = 0
+    for chunk in chunks:
+        assert chunk.start == seen
+        seen += len(chunk.outcomes)
+        assert not np.array_equal(rows[chunk.start], start[chunk.start])  # this chunk's rows: written
+        assert np.array_equal(rows[seen:], start[seen:])  # the later chunks': not yet
+    assert seen == n and batching.split_round(n) == (16, 16, 4)
