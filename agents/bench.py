@@ -7,11 +7,16 @@ no run sees another's records:
 - `noop_faust_obs_s` and `pipeline_obs_s`: a backlog of synthetic observations is published first, then
   one worker (`usp worker --noop`, a no-op agent with the same app settings, or the real `usp worker`)
   starts and drains it. Throughput is the backlog over the time from the worker's `worker_ready` event
-  (the group has assigned it every partition) to the broker timestamp of its last output.
+  (the group has assigned it every partition) to the broker timestamp of its last output. The full
+  run drains three no-op / pipeline pairs, each pair back to back, and reports the medians, with
+  `pipeline_vs_noop` the median of the pairs' ratios (all three in `pipeline_vs_noop_pairs`): the
+  machine's speed moves by tens of percent within minutes, as much as the ratio's margin. `--quick`
+  drains one pair.
   `noop_cpu_us_per_obs` / `pipeline_cpu_us_per_obs`: the worker's CPU time (all threads, /proc) over
   the same drain, per observation; `pipeline_vs_noop_cpu` is their ratio, the throughput ratio the two
   would have with a core each, steadier than the rates on a machine whose speed moves.
-- `latency_p50_ms` / `latency_p99_ms`: the pipeline worker, now warm, is fed at half `pipeline_obs_s`;
+- `latency_p50_ms` / `latency_p99_ms`: the first pipeline worker, now warm, is fed at half its drain's
+  rate (`latency_rate_obs_s`);
   latency is from handing a row to the producer to the broker timestamp of its prediction.
   `noop_latency_p50_ms` / `noop_latency_p99_ms`: the same two stages (the backlog, then the paced rows
   at the same rate) on a fresh broker with a no-op agent that echoes each observation to the
@@ -39,7 +44,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -81,12 +86,14 @@ class Plan:
     step_ticks: int
     step_repeats: int
     backtest_repeats: int
+    #: no-op / pipeline drains run back to back, each pair on fresh brokers; the figures are their medians
+    drain_pairs: int = 1
 
 
 QUICK = Plan(observations=10_000, series=300, latency_s=5.0, rss_series=4_000, step_ticks=20, step_repeats=2,
              backtest_repeats=1)
 FULL = Plan(observations=40_000, series=1_000, latency_s=30.0, rss_series=100_000, step_ticks=50,
-            step_repeats=3, backtest_repeats=3)
+            step_repeats=3, backtest_repeats=3, drain_pairs=3)
 
 
 @dataclass
@@ -282,10 +289,10 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def noop_drain(config: USPConfig, config_path: Path | None, n: int, series: int) -> Drain:
-    """The no-op worker draining a backlog of n published before it starts."""
+def backlog_drain(config: USPConfig, config_path: Path | None, n: int, series: int, noop: bool) -> Drain:
+    """The no-op worker (`noop`) or the real one draining a backlog of n published before it starts."""
     with Stack(config, config_path) as stack:
-        return stack.drain_backlog(Workload("drain", series), n, noop=True)
+        return stack.drain_backlog(Workload("drain", series), n, noop=noop)
 
 
 @dataclass
@@ -328,6 +335,10 @@ def pipeline_run(config: USPConfig, config_path: Path | None, plan: Plan, consol
             pipeline_obs_s=rate, pipeline_cpu_us_per_obs=cpu_us,
             latency_p50_ms=_percentile(lat, 50), latency_p99_ms=_percentile(lat, 99), latency_samples=int(lat.size),
             rss_mb_measured=rss, rss_series_measured=held, rss_mb_100k_series=at_100k)
+
+
+def _median(values: Iterable[float]) -> float:
+    return float(np.median(list(values)))
 
 
 def _percentile(values: np.ndarray, q: float) -> float:
@@ -380,7 +391,7 @@ def report_table(figures: dict[str, Any]) -> Table:
     for col in ("figure", "value", "target", "met"):
         table.add_column(col, justify="left" if col == "figure" else "right")
     for key, value in figures.items():
-        if isinstance(value, str):
+        if isinstance(value, (str, list)):
             continue
         op, bound = TARGETS.get(key, ("", float("nan")))
         met = "" if not op else ("yes" if (value >= bound if op == ">=" else value <= bound) else "no")
@@ -404,24 +415,36 @@ def bench(*, quick: bool, config: USPConfig, config_path: Path | None, nab: Path
     figures: dict[str, Any] = {"mode": "quick" if quick else "full"}
     figures.update(numeric(plan, config.predictor, nab, console))
     n = plan.observations
-    noop = noop_drain(config, config_path, n, plan.series)
+    noop = backlog_drain(config, config_path, n, plan.series, noop=True)
     console.print(f"no-op Faust agent drained {n:,} observations: {noop.obs_s:,.0f} obs/s, "
                   f"{noop.cpu_us_per_obs:,.0f} µs of worker CPU each", highlight=False)
     pipe = pipeline_run(config, config_path, plan, console)
     floor_p50, floor_p99 = noop_latency(config, config_path, plan, pipe.pipeline_obs_s / 2)
     console.print(f"no-op agent echoing each observation at the same rate: latency p50 {floor_p50:,.0f} ms, "
                   f"p99 {floor_p99:,.0f} ms", highlight=False)
+    # The machine's speed moves by tens of percent within minutes, as much as the ratio's margin: more
+    # pairs, each measured back to back, and the medians.
+    noops = [(noop.obs_s, noop.cpu_us_per_obs)]
+    pipes = [(pipe.pipeline_obs_s, pipe.pipeline_cpu_us_per_obs)]
+    for pair in range(2, plan.drain_pairs + 1):
+        for side, drains in (("no-op", noops), ("pipeline", pipes)):
+            drain = backlog_drain(config, config_path, n, plan.series, noop=side == "no-op")
+            drains.append((drain.obs_s, drain.cpu_us_per_obs))
+            console.print(f"drain pair {pair}, {side}: {drain.obs_s:,.0f} obs/s, {drain.cpu_us_per_obs:,.0f} µs "
+                          "of worker CPU each", highlight=False)
     one = live_rate(config, config_path, 1, n, plan.series)
     two = live_rate(config, config_path, 2, n, plan.series)
     console.print(f"live publish, 1 worker {one:,.0f} obs/s, 2 workers {two:,.0f} obs/s", highlight=False)
     figures.update(
-        noop_faust_obs_s=noop.obs_s, pipeline_obs_s=pipe.pipeline_obs_s,
-        pipeline_vs_noop=pipe.pipeline_obs_s / noop.obs_s,
+        noop_faust_obs_s=_median(o for o, _ in noops), pipeline_obs_s=_median(p for p, _ in pipes),
+        pipeline_vs_noop=_median(p / o for (p, _), (o, _) in zip(pipes, noops, strict=True)),
+        pipeline_vs_noop_pairs=[round(p / o, 3) for (p, _), (o, _) in zip(pipes, noops, strict=True)],
         # The same ratio from worker CPU per observation: what the rate ratio would be if each worker had
         # a core to itself (the rates also move with whatever else the machine runs).
-        noop_cpu_us_per_obs=noop.cpu_us_per_obs, pipeline_cpu_us_per_obs=pipe.pipeline_cpu_us_per_obs,
-        pipeline_vs_noop_cpu=noop.cpu_us_per_obs / pipe.pipeline_cpu_us_per_obs,
+        noop_cpu_us_per_obs=_median(c for _, c in noops), pipeline_cpu_us_per_obs=_median(c for _, c in pipes),
+        pipeline_vs_noop_cpu=_median(o / p for (_, p), (_, o) in zip(pipes, noops, strict=True)),
         latency_p50_ms=pipe.latency_p50_ms, latency_p99_ms=pipe.latency_p99_ms,
+        latency_rate_obs_s=pipe.pipeline_obs_s / 2,  # half the first pipeline drain's rate, in its stack
         latency_samples=pipe.latency_samples, noop_latency_p50_ms=floor_p50, noop_latency_p99_ms=floor_p99,
         latency_p99_vs_noop=pipe.latency_p99_ms / floor_p99, rss_mb_100k_series=pipe.rss_mb_100k_series,
         rss_mb_measured=pipe.rss_mb_measured, rss_series_measured=pipe.rss_series_measured,

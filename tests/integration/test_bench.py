@@ -23,13 +23,15 @@ KEYS = ("noop_faust_obs_s", "pipeline_obs_s", "pipeline_vs_noop", "latency_p50_m
 @pytest.mark.skipif(not NAB.is_dir(), reason="needs ../shared/data/nab")
 def test_bench_reports_every_figure(monkeypatch: pytest.MonkeyPatch) -> None:
     tiny = bench.Plan(observations=400, series=40, latency_s=2.0, rss_series=300, step_ticks=2, step_repeats=1,
-                      backtest_repeats=1)
+                      backtest_repeats=1, drain_pairs=2)
     monkeypatch.setattr(bench, "QUICK", tiny)
     figures = bench.bench(quick=True, config=USPConfig(), config_path=None, nab=NAB, console=Console(quiet=True))
     for key in KEYS:
         assert isinstance(figures[key], (int, float)) and math.isfinite(figures[key]) and figures[key] > 0, key
-    assert figures["pipeline_vs_noop"] == pytest.approx(figures["pipeline_obs_s"] / figures["noop_faust_obs_s"],
-                                                        rel=1e-2)
+    pairs = figures["pipeline_vs_noop_pairs"]
+    assert len(pairs) == 2 and all(r > 0 for r in pairs)
+    assert figures["pipeline_vs_noop"] == pytest.approx(sum(pairs) / 2, rel=1e-2)  # the median of two
+    assert figures["latency_rate_obs_s"] > 0
     assert figures["latency_p99_vs_noop"] == pytest.approx(figures["latency_p99_ms"] / figures["noop_latency_p99_ms"],
                                                            rel=1e-2)
     assert figures["latency_samples"] > 0 and figures["rss_series_measured"] == 2 * 40 + 300
