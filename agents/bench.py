@@ -329,7 +329,9 @@ def pipeline_run(config: USPConfig, config_path: Path | None, plan: Plan, consol
         stack.wait("new series", lambda: stack.seen.outputs >= done + plan.rss_series, 900)
         rss = _worker_rss_mb(worker)
         held = 2 * plan.series + plan.rss_series
-        per_series = (rss - rss_start) / plan.rss_series
+        # Never below zero: a heap trim between the two readings can make the second the lower (a quick
+        # run read 765 MB at 4,600 series, and the negative growth scaled that down to 630 at 100,000).
+        per_series = max(rss - rss_start, 0.0) / plan.rss_series
         at_100k = rss if held >= 100_000 else rss + per_series * (100_000 - held)
         return PipelineFigures(
             pipeline_obs_s=rate, pipeline_cpu_us_per_obs=cpu_us,
