@@ -279,43 +279,25 @@ def round_chunks(rows: np.ndarray, first: int, n: int, ts_ns: Sequence[int], val
         yield RoundChunk(start, _outcomes(m, k), before)
 
 
-def run_round_rows(rows: np.ndarray, active: Sequence[int] | range, ts_ns: Sequence[int], values: Sequence[float],
+def run_round_rows(rows: np.ndarray, active: range, ts_ns: Sequence[int], values: Sequence[float],
                    config: PredictorConfig) -> tuple[list[TickOutcome], dict[int, np.ndarray]]:
-    """`run_round` on encoded states: one tick to each series whose row index is in `active` (distinct),
-    updating those rows of `rows` (a `models.state.state_rows` matrix) in place. Returns the outcomes in
-    input order and, for each tick that was refused or raised an alarm (whose message reads the state
-    it met), the row as it was before the tick, keyed by the tick's position in the input.
+    """`run_round` on encoded states: one tick to each series whose row index is in `active` (a range of
+    step 1), updating those rows of `rows` (a `models.state.state_rows` matrix) in place. Returns the
+    outcomes in input order and, for each tick that was refused or raised an alarm (whose message reads
+    the state it met), the row as it was before the tick, keyed by the tick's position in the input.
 
     The worker's path: states go from the table's bytes to the compiled step and back as rows (decoded
-    and encoded inside XLA), with no per-series pytree in between. When `active` is a `range` of step 1
-    (the worker orders its series so that every round is one), the round's rows are a slice of `rows`:
-    no gather before the step nor scatter after it, and where `rows` extends past the round (the
-    worker's `spare` rows, or series idle this round) those rows pad the bucket instead of copies of a
-    fresh state; a padding row's results are dropped. That case is `round_chunks`, collected.
+    and encoded inside XLA), with no per-series pytree in between. The worker orders its series so that
+    every round is a range, so the round's rows are a slice of `rows`: no gather before the step nor
+    scatter after it, and where `rows` extends past the round (the worker's `spare` rows, or series idle
+    this round) those rows pad the last call instead of copies of a fresh state; a padding row's
+    results are dropped. This is `round_chunks`, collected (the worker iterates it itself).
     """
+    if active.step != 1:
+        raise ValueError(f"a round's rows must be consecutive, not {active!r}")
     outcomes: list[TickOutcome] = []
     before: dict[int, np.ndarray] = {}
-    if isinstance(active, range) and active.step == 1:
-        for part in round_chunks(rows, active.start, len(active), ts_ns, values, config):
-            outcomes.extend(part.outcomes)
-            before.update(part.before)
-        return outcomes, before
-    top = BUCKETS[-1]
-    step = _compiled_rows(config)
-    for start in range(0, len(active), top):
-        n = min(top, len(active) - start)
-        size = bucket_for(n)
-        idx = np.asarray(active[start:start + top], dtype=np.intp)
-        chunk = rows[idx] if size == n else np.concatenate([rows[idx], fresh_rows(size - n, config)])
-        ts = np.zeros(size, np.int64)
-        vals = np.zeros(size, np.float64)
-        ts[:n] = ts_ns[start:start + n]
-        vals[:n] = values[start:start + n]
-        new_rows, matrix = step(np.ascontiguousarray(chunk), ts, vals)
-        m = np.asarray(matrix)[:n]
-        # The rows a refusal's or an alarm's message will read (chunk is a gathered copy here).
-        for k in np.flatnonzero((m[:, _ACCEPTED] == 0) | (m[:, _REGIME] != 0)).tolist():
-            before[start + k] = chunk[k].copy()
-        rows[idx] = np.asarray(new_rows)[:n]
-        outcomes.extend(_outcomes(m, n))
+    for part in round_chunks(rows, active.start, len(active), ts_ns, values, config):
+        outcomes.extend(part.outcomes)
+        before.update(part.before)
     return outcomes, before

@@ -70,25 +70,22 @@ def test_round_over_more_series_than_the_largest_bucket_matches_single_steps(mon
     assert outcomes[0].degraded and not outcomes[0].accepted
 
 
-@pytest.mark.parametrize("rounds", ["subset", "prefix"])
-def test_rounds_on_encoded_rows_match_single_steps_with_idle_series(monkeypatch, rounds: str) -> None:
-    """The worker's path: states as encoded rows updated in place, a different set of series active in
-    each round: any subset (gathered and scattered), or a prefix given as a range (the worker's case:
-    slices of the matrix, padded in place by the rows after them). Every outcome and every final state
+def test_rounds_on_encoded_rows_match_single_steps_with_idle_series(monkeypatch) -> None:
+    """The worker's path: states as encoded rows updated in place, a different range of series active in
+    each round (slices of the matrix, in calls of the small buckets, the last padded in place by the
+    rows after the range or by fresh rows past the matrix's end). Every outcome and every final state
     equals the un-batched step's; the rows of idle series are untouched; the rows handed back are
     exactly those of the refused or alarmed ticks, as they were before the round."""
     monkeypatch.setattr(batching, "BUCKETS", SMALL_BUCKETS)
-    n = SMALL_BUCKETS[-1] + 5
+    n = 2 * SMALL_BUCKETS[-1] + 5
     rng = np.random.default_rng(3)
     states = [init_state(CFG) for _ in range(n)]
     rows, unusable = state_rows([None] * n, CFG)
     assert unusable == []
     kept = 0
     for t in range(25):
-        if rounds == "subset":
-            active: list[int] | range = [i for i in range(n) if rng.random() < 0.7]
-        else:
-            active = range(int(rng.integers(1, n + 1)))
+        lo = int(rng.integers(0, n // 2))
+        active = range(lo, int(rng.integers(lo + 1, n + 1)))
         values = [float(v) for v in 50 + 10 * rng.standard_normal(len(active))]
         if t % 6 == 5:
             values[0] = 1e6  # an outlier: refused, so its row comes back
@@ -220,3 +217,9 @@ def test_round_chunks_write_each_chunk_back_as_it_is_handed_over(monkeypatch) ->
         assert not np.array_equal(rows[chunk.start], start[chunk.start])  # this chunk's rows: written
         assert np.array_equal(rows[seen:], start[seen:])  # the later chunks': not yet
     assert seen == n and batching.split_round(n) == (16, 16, 4)
+
+
+def test_run_round_rows_refuses_rows_that_are_not_consecutive() -> None:
+    rows, _ = state_rows([None] * 4, CFG)
+    with pytest.raises(ValueError, match="consecutive"):
+        run_round_rows(rows, range(0, 4, 2), [1, 1], [1.0, 1.0], CFG)
