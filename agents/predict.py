@@ -44,6 +44,15 @@ SCAN_MIN_TICKS = 8
 SCAN_MAX_SERIES = 8
 
 
+def _unit(x: float) -> float:
+    """x clamped to [0, 1]: a prediction's weights and anomaly score, whose float noise may step out.
+
+    >>> _unit(-1e-17), _unit(0.25), _unit(1.0000000000000002)
+    (0.0, 0.25, 1.0)
+    """
+    return 0.0 if x < 0.0 else 1.0 if x > 1.0 else x
+
+
 def _spare_rows(rounds: int, scanned: int) -> int:
     """Fresh rows to follow a batch's states so that its first (widest) round's last chunk of
     `BUCKETS[-1]` series pads to its bucket in place (the scanned series' rows count towards it).
@@ -261,11 +270,14 @@ class PredictProcessor:
 
     def _put_prediction(self, sid: str, tick: ObservationIn, out: TickOutcome) -> None:
         """Queue the tick's prediction (`output.learn(PREDICTIONS)` has run)."""
+        weights: Sequence[float] = out.weights  # on the simplex up to float noise; the schema wants [0, 1]
+        if not (min(weights) >= 0.0 and max(weights) <= 1.0):
+            weights = tuple(map(_unit, weights))
         message = codecs.prediction_dict(
             sid, tick.ts_ns, out.prediction, out.lower, out.upper,
-            weights=[min(max(w, 0.0), 1.0) for w in out.weights], mode=MODE_NAMES[out.mode],
+            weights=weights, mode=MODE_NAMES[out.mode],
             regime_change=out.regime_change, cusum_statistic=out.cusum, cusum_threshold=out.cusum_threshold,
-            anomaly_score=min(max(out.anomaly_score, 0.0), 1.0), config_version=self.version,
+            anomaly_score=_unit(out.anomaly_score), config_version=self.version,
         )
         self.output.put(PREDICTIONS, sid.encode(), codecs.dumps(message))
         self.counters.predictions += 1
