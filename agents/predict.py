@@ -23,7 +23,7 @@ import numpy as np
 from faust.types import TP, EventT, TopicT
 
 from agents.ready import announce_ready
-from models.batching import BUCKETS, TickOutcome, bucket_for, round_chunks, run_series_rows, warm_up
+from models.batching import TickOutcome, round_chunks, run_series_rows, split_round, warm_up
 from models.config import PredictorConfig, USPConfig
 from models.state import SeriesState, rows_leaf, state_from_bytes, state_rows
 from models.step import MODE_NAMES, REASON_NAMES, REASON_STALE
@@ -54,16 +54,13 @@ def _unit(x: float) -> float:
 
 
 def _spare_rows(rounds: int, scanned: int) -> int:
-    """Fresh rows to follow a batch's states so that its first (widest) round's last chunk of
-    `BUCKETS[-1]` series pads to its bucket in place (the scanned series' rows count towards it).
+    """Fresh rows to follow a batch's states so that its first (widest) round's last call, as
+    `split_round` cuts it, is padded in place (the scanned series' rows count towards them).
 
-    >>> _spare_rows(1000, 0), _spare_rows(1000, 30), _spare_rows(1030, 0), _spare_rows(0, 2)
-    (24, 0, 10, 0)
+    >>> _spare_rows(1000, 0), _spare_rows(1000, 30), _spare_rows(1030, 0), _spare_rows(175, 0), _spare_rows(0, 2)
+    (24, 0, 10, 17, 0)
     """
-    if rounds == 0:
-        return 0
-    last = rounds - (rounds - 1) // BUCKETS[-1] * BUCKETS[-1]
-    return max(0, bucket_for(last) - last - scanned)
+    return max(0, sum(split_round(rounds)) - rounds - scanned)
 
 
 @dataclass
